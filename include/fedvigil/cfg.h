@@ -1,0 +1,57 @@
+/* fedvigil configuration: INI files (libinih) described by one key table.
+ *
+ * Every key is declared once: section, name, type, default, bounds, help and
+ * where it lives in the program's config struct. The same table loads and
+ * validates files, applies command-line overrides, prints --help and dumps
+ * the effective configuration. */
+#ifndef FEDVIGIL_CFG_H
+#define FEDVIGIL_CFG_H
+
+#include <stddef.h>
+#include <stdio.h>
+
+enum fv_cfg_type {
+	FV_CFG_STR,    /* char[size] */
+	FV_CFG_INT,    /* long long, bounded by [min, max] */
+	FV_CFG_DOUBLE, /* double, bounded by [min, max] */
+	FV_CFG_BOOL,   /* bool: true/false/yes/no/on/off/1/0 */
+	FV_CFG_ENUM,   /* int: index into choices */
+};
+
+struct fv_cfg_key {
+	const char *section;       /* INI section, e.g. "round" */
+	const char *name;          /* key, e.g. "deadline_ms" */
+	enum fv_cfg_type type;
+	const char *def;           /* default, as text */
+	double min, max;           /* bounds for INT and DOUBLE */
+	const char *const *choices; /* NULL-terminated names for ENUM */
+	size_t offset;             /* offsetof(struct ..., field) */
+	size_t size;               /* sizeof the field (STR: buffer size) */
+	const char *help;          /* one line */
+};
+
+/* Sections not in the table (e.g. "channel.temp") go to this callback;
+ * return 0 to accept, or -errno and set *ret_why (static text). */
+typedef int (*fv_cfg_extra_fn)(void *userdata, const char *section, const char *name,
+			       const char *value, const char **ret_why);
+
+/* Fill obj with every key's default. 0, or -EINVAL if a default is invalid
+ * (a programmer error: err says which). */
+int fv_cfg_defaults(const struct fv_cfg_key *tab, size_t n, void *obj, char *err,
+		    size_t errlen);
+/* Load path over obj. Errors name the file, line, key and accepted range,
+ * e.g. "agent.ini:12: round.deadline_ms = 'abc': not an integer (1..3600000)".
+ * Unknown sections/keys are errors unless `extra` accepts them. 0 or -errno
+ * (-ENOENT, -EINVAL). */
+int fv_cfg_load(const struct fv_cfg_key *tab, size_t n, void *obj, const char *path,
+		fv_cfg_extra_fn extra, void *userdata, char *err, size_t errlen);
+/* Set one key, "section.name" = value (command-line overrides, --set).
+ * Same validation and error wording (with "command line" for the place). */
+int fv_cfg_set(const struct fv_cfg_key *tab, size_t n, void *obj, const char *dotted,
+	       const char *value, char *err, size_t errlen);
+/* Print "  section.name  (type, default X, range)  help" lines. */
+void fv_cfg_print_help(const struct fv_cfg_key *tab, size_t n, FILE *out);
+/* Print the effective configuration as an INI file. */
+void fv_cfg_dump(const struct fv_cfg_key *tab, size_t n, const void *obj, FILE *out);
+
+#endif

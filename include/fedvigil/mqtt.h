@@ -1,0 +1,96 @@
+/* fedvigil MQTT client: a thin wrapper over the Paho *async* C client.
+ *
+ * Paho calls back on its own thread. Callbacks copy each message into a
+ * bounded queue and wake the owner's main loop through an eventfd
+ * (fv_mqtt_fd()); the owner drains with fv_mqtt_next() on its own thread, so
+ * daemon state needs no locks. Reconnects happen automatically with
+ * exponential backoff; subscriptions are renewed on every (re)connect; the
+ * LWT is set at connect. */
+#ifndef FEDVIGIL_MQTT_H
+#define FEDVIGIL_MQTT_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+struct fv_mqtt_opts {
+	const char *uri;          /* "tcp://127.0.0.1:1883" (also mqtt://, ssl://) */
+	const char *client_id;    /* unique per broker */
+	const char *username;     /* NULL = none */
+	const char *password;     /* NULL = none */
+	const char *will_topic;   /* NULL = no LWT */
+	const void *will_payload; /* LWT payload */
+	size_t will_len;
+	int will_qos;
+	bool will_retain;
+	int keepalive_s;          /* default 30 when 0 */
+	int retry_min_s;          /* reconnect backoff start, default 1 */
+	int retry_max_s;          /* reconnect backoff cap, default 30 */
+	uint32_t queue_max;       /* inbound queue bound, default 4096 */
+	size_t max_payload;       /* inbound payloads larger are dropped+counted,
+				   * default 32 MiB */
+	int offline_buffer;       /* publishes buffered while disconnected,
+				   * default 1000 */
+};
+
+/* One inbound message; owned by the caller after fv_mqtt_next(). */
+struct fv_mqtt_msg {
+	char *topic;     /* NUL-terminated, malloc'd */
+	void *payload;   /* malloc'd (NUL appended after len for convenience) */
+	size_t len;
+	int qos;
+	bool retained;
+};
+void fv_mqtt_msg_clear(struct fv_mqtt_msg *m);
+
+enum fv_mqtt_event {
+	FV_MQTT_EV_NONE = 0,
+	FV_MQTT_EV_CONNECTED,   /* (re)connected: publish births now */
+	FV_MQTT_EV_LOST,        /* connection lost; reconnecting */
+	FV_MQTT_EV_MESSAGE,     /* a message is ready in *ret_msg */
+};
+
+/* Counters, read from the owner's thread. */
+struct fv_mqtt_stats {
+	uint64_t received;       /* messages queued */
+	uint64_t dropped_full;   /* dropped: inbound queue full */
+	uint64_t dropped_big;    /* dropped: payload over max_payload */
+	uint64_t published;      /* publishes accepted by Paho */
+	uint64_t publish_failed; /* publishes Paho refused */
+	uint64_t bytes_out;      /* payload bytes of accepted publishes */
+	uint64_t reconnects;     /* successful connects after the first */
+};
+
+struct fv_mqtt;
+
+/* Create a client (no network yet). NULL on bad options or -ENOMEM; the
+ * reason is logged. Caller owns it; free with fv_mqtt_free(). */
+struct fv_mqtt *fv_mqtt_new(const struct fv_mqtt_opts *o);
+/* Stop (disconnecting within timeout_ms when connected) and free. NULL-safe. */
+void fv_mqtt_free(struct fv_mqtt *c, int timeout_ms);
+
+/* Start connecting; returns at once. Failure to reach the broker is not an
+ * error: the client keeps retrying with backoff. -EINVAL on bad URI. */
+int fv_mqtt_start(struct fv_mqtt *c);
+/* Register a subscription (renewed at every connect; sent now if connected). */
+int fv_mqtt_subscribe(struct fv_mqtt *c, const char *filter, int qos);
+/* Publish. -ENOTCONN when disconnected and the offline buffer is full,
+ * -EIO when Paho refuses. */
+int fv_mqtt_publish(struct fv_mqtt *c, const char *topic, const void *payload, size_t len,
+		    int qos, bool retain);
+bool fv_mqtt_connected(const struct fv_mqtt *c);
+/* Publishes not yet acknowledged by the broker. */
+int fv_mqtt_pending(const struct fv_mqtt *c);
+
+/* Readable (poll POLLIN) while events or messages are pending. */
+int fv_mqtt_fd(const struct fv_mqtt *c);
+/* Take the next event. Connection events come first, in order; then
+ * messages in arrival order. ret_msg is filled for FV_MQTT_EV_MESSAGE. */
+enum fv_mqtt_event fv_mqtt_next(struct fv_mqtt *c, struct fv_mqtt_msg *ret_msg);
+void fv_mqtt_get_stats(const struct fv_mqtt *c, struct fv_mqtt_stats *ret);
+
+/* Disconnect cleanly (no LWT), waiting up to timeout_ms for in-flight
+ * publishes. */
+int fv_mqtt_disconnect(struct fv_mqtt *c, int timeout_ms);
+
+#endif

@@ -1,0 +1,164 @@
+/* fedvigil wire format: our structs <-> protobuf (proto/fedvigil.proto).
+ *
+ * protobuf-c types never leave this module: decoders check sizes first,
+ * unpack, validate, copy into these structs and free the protobuf message.
+ * Topic helpers build the names of ARCHITECTURE.md's topic table. */
+#ifndef FEDVIGIL_WIRE_H
+#define FEDVIGIL_WIRE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "fedvigil/fl.h"
+#include "fedvigil/ingest.h"
+#include "fedvigil/nn.h"
+
+#define FV_SCHEMA_VERSION 1
+#define FV_NAME_MAX 64                /* fleet and agent names, incl. NUL */
+#define FV_MAX_MSG_BYTES (20u << 20)  /* no protobuf message is larger */
+#define FV_MAX_SELECTED 4096          /* agents listed in one announce */
+#define FV_TOPIC_MAX 256
+
+/* Present in every message. */
+struct fv_hdr {
+	uint32_t schema;              /* FV_SCHEMA_VERSION */
+	char fleet[FV_NAME_MAX];      /* fleet name */
+	char sender[FV_NAME_MAX];     /* agent or coordinator id */
+	uint64_t round;               /* round number the message belongs to */
+	uint64_t base_version;        /* model version it is based on */
+	int64_t ts_ms;                /* sender's wall clock at send */
+};
+
+enum fv_round_kind {
+	FV_ROUND_STATS = 1, /* send per-channel statistics */
+	FV_ROUND_TRAIN = 2, /* train from the base model, send a delta */
+};
+
+/* Local-training hyper-parameters sent with each round. */
+struct fv_hparams {
+	uint32_t epochs;  /* local epochs */
+	uint32_t batch;   /* mini-batch size */
+	float lr;         /* Adam learning rate */
+	uint64_t seed;    /* shuffling / init seed for this round */
+	uint32_t min_windows; /* answer only with at least this many windows */
+};
+
+struct fv_announce {
+	struct fv_hdr h;            /* h.round = R, h.base_version = base model */
+	enum fv_round_kind kind;
+	struct fv_hparams hp;
+	int64_t deadline_ms;        /* wall-clock deadline (informational) */
+	uint32_t n_selected;        /* 0 = every live agent */
+	char (*selected)[FV_NAME_MAX]; /* n_selected names, owned (malloc) */
+};
+
+struct fv_update {
+	struct fv_hdr h;              /* h.sender = agent id */
+	enum fv_round_kind kind;
+	uint64_t n_samples;           /* windows trained on / readings counted */
+	float loss;                   /* mean training loss of the last epoch */
+	size_t n_params;              /* length of delta (0 in a STATS update) */
+	float *delta;                 /* local - base, owned (malloc) */
+	struct fv_hist hist;          /* base-model scores of local windows */
+	uint32_t n_channels;          /* entries in stats (STATS update) */
+	struct fv_chstats *stats;     /* per channel, owned (malloc) */
+};
+
+struct fv_global {
+	struct fv_hdr h;              /* h.round = round that produced it */
+	uint64_t version;             /* model version, +1 per aggregation */
+	struct fv_model_spec spec;    /* architecture */
+	uint32_t window;              /* W vectors per window */
+	uint32_t stride;              /* S */
+	uint32_t n_channels;          /* C; spec.sizes[0] == W * C */
+	float *mean;                  /* C, owned */
+	float *std;                   /* C, owned */
+	size_t n_params;
+	float *params;                /* owned */
+	float threshold;              /* alert threshold on the score; 0 = none yet */
+	float percentile;             /* percentile it came from, e.g. 99.5 */
+	float loss;                   /* weighted mean training loss of the round */
+	uint32_t n_agents;            /* updates aggregated into it */
+};
+
+/* Why a message was rejected: one counter each. */
+enum fv_reject {
+	FV_REJ_TOO_BIG = 0, /* -E2BIG before decoding */
+	FV_REJ_MALFORMED,   /* -EBADMSG */
+	FV_REJ_SCHEMA,      /* -EPROTO */
+	FV_REJ_FLEET,       /* -EXDEV */
+	FV_REJ_STALE,       /* -ESTALE */
+	FV_REJ_SHAPE,       /* -EDOM */
+	FV_REJ_NONFINITE,   /* -ERANGE */
+	FV_REJ_DUPLICATE,   /* -EALREADY */
+	FV_REJ_UNSELECTED,  /* -EPERM */
+	FV_REJ_OTHER,
+	FV_REJ__MAX
+};
+enum fv_reject fv_reject_from_errno(int err);
+const char *fv_reject_name(enum fv_reject r);
+
+/* Encoders: *ret_buf is malloc'd, owned by the caller. 0 or -errno. */
+int fv_announce_encode(const struct fv_announce *a, uint8_t **ret_buf, size_t *ret_len);
+int fv_update_encode(const struct fv_update *u, uint8_t **ret_buf, size_t *ret_len);
+int fv_global_encode(const struct fv_global *g, uint8_t **ret_buf, size_t *ret_len);
+
+/* Decoders: check len (-E2BIG), unpack (-EBADMSG), schema (-EPROTO),
+ * fleet == expect_fleet when non-NULL (-EXDEV), internal consistency
+ * (-EDOM: e.g. spec vs params count, channels vs stats), finite numbers
+ * (-ERANGE). On success *ret is filled and owns its arrays (free with the
+ * matching _clear); on failure *ret is untouched. */
+int fv_announce_decode(const void *buf, size_t len, const char *expect_fleet,
+		       struct fv_announce *ret);
+int fv_update_decode(const void *buf, size_t len, const char *expect_fleet,
+		     struct fv_update *ret);
+int fv_global_decode(const void *buf, size_t len, const char *expect_fleet,
+		     struct fv_global *ret);
+
+/* Free owned arrays and zero the struct. NULL-safe. */
+void fv_announce_clear(struct fv_announce *a);
+void fv_update_clear(struct fv_update *u);
+void fv_global_clear(struct fv_global *g);
+/* Deep copy; 0 or -ENOMEM. */
+int fv_global_copy(const struct fv_global *src, struct fv_global *ret);
+
+/* Check an update against the round it claims to belong to:
+ * -ESTALE if round != expect_round or base_version != expect_base,
+ * -EDOM if kind differs, or n_params != expect_params (TRAIN) or
+ * n_channels != expect_channels (STATS). */
+int fv_update_check(const struct fv_update *u, enum fv_round_kind expect_kind,
+		    uint64_t expect_round, uint64_t expect_base, size_t expect_params,
+		    uint32_t expect_channels);
+
+/* ---- coordinator state file ----
+ * "FVST" magic, u32 format version, u32 payload length, u32 CRC-32 of the
+ * payload, then the payload (a protobuf CoordState). */
+struct fv_coord_state {
+	uint64_t round;           /* round in progress (next to close) */
+	enum fv_round_kind kind;  /* its kind */
+	bool have_model;          /* model below is valid */
+	struct fv_global model;   /* last published global model */
+};
+int fv_state_encode(const struct fv_coord_state *s, uint8_t **ret_buf, size_t *ret_len);
+/* -EBADMSG on bad magic/CRC/truncation, -EPROTO on unknown version. */
+int fv_state_decode(const void *buf, size_t len, struct fv_coord_state *ret);
+void fv_state_clear(struct fv_coord_state *s);
+
+/* ---- topics: fedvigil/v1/<fleet>/... ---- */
+/* Each writes into buf (FV_TOPIC_MAX) and returns buf, or NULL if too long. */
+char *fv_topic_round(char *buf, const char *fleet);
+char *fv_topic_update(char *buf, const char *fleet, uint64_t round, const char *agent);
+/* Subscription filter for all updates: fedvigil/v1/<fleet>/round/+/update/+ */
+char *fv_topic_updates_filter(char *buf, const char *fleet);
+char *fv_topic_model(char *buf, const char *fleet);
+char *fv_topic_agent(char *buf, const char *fleet, const char *agent, const char *leaf);
+char *fv_topic_coord(char *buf, const char *fleet, const char *leaf);
+/* Parse ".../round/<R>/update/<agent>" -> R and agent; -EINVAL otherwise. */
+int fv_topic_parse_update(const char *topic, const char *fleet, uint64_t *ret_round,
+			  char ret_agent[FV_NAME_MAX]);
+/* Parse ".../agent/<agent>/state" -> agent; -EINVAL otherwise. */
+int fv_topic_parse_agent_state(const char *topic, const char *fleet,
+			       char ret_agent[FV_NAME_MAX]);
+
+#endif
