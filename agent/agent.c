@@ -1,0 +1,785 @@
+/* fedvigil-agent: ingest -> windows -> score -> alerts, and local training
+ * for the coordinator's rounds. Everything runs on the main loop; the MQTT
+ * layer hands messages over through its queue. */
+#include <inttypes.h>
+#include <math.h>
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "agent.h"
+#include "fedvigil/version.h"
+
+#define MAX_TICKS_PER_MSG 100000
+#define TRAIN_MAX_BATCH 1024
+
+/* Recent complete vectors (the local training set). A vector is "bad" when
+ * it belonged to a window that scored above the threshold or fell inside an
+ * alert: those never train the model. */
+struct vecbuf {
+	uint32_t C;      /* channels */
+	size_t cap;      /* vectors */
+	size_t head;     /* next slot */
+	size_t len;      /* stored vectors */
+	float *v;        /* (cap, C) */
+	int64_t *ts;     /* (cap) tick times */
+	uint8_t *bad;    /* (cap) */
+};
+
+struct agent {
+	struct agent_config cfg;
+	struct fv_mqtt *mq;
+	char t_round[FV_TOPIC_MAX], t_model[FV_TOPIC_MAX], t_state[FV_TOPIC_MAX];
+	char t_alert[FV_TOPIC_MAX], t_metrics[FV_TOPIC_MAX];
+
+	/* ingest */
+	struct fv_align *align;
+	struct vecbuf buf;
+	float *vec;                 /* (C) scratch */
+	struct fv_chstats *stats;   /* (C) all complete vectors since start */
+
+	/* model (NULL until the first GlobalModel) */
+	struct fv_global gm;        /* last accepted global model */
+	bool have_model;
+	struct fv_model *score_model;  /* batch 1, scoring */
+	struct fv_window *win;
+	float *winbuf;              /* (W*C) raw window */
+	float *xbuf;                /* (W*C) normalised window */
+	float *sqerr;               /* (W*C) */
+	float *share;               /* (C) */
+	float *alert_share;         /* (C) shares at the episode's max score */
+	struct fv_detector det;
+
+	/* rounds */
+	struct fv_announce ann;     /* last announcement */
+	bool have_ann;
+	bool pending;               /* selected, update not sent yet */
+	uint64_t sent_round;        /* last round answered (+1, 0 = none) */
+	uint64_t sent_base;
+	uint8_t *sent_buf;          /* cached encoded update, for re-announces */
+	size_t sent_len;
+
+	/* counters */
+	uint64_t n_msgs, n_parse_err, n_unknown_topic, n_vectors, n_incomplete, n_skipped;
+	uint64_t n_windows, n_above, n_alerts, n_rounds, n_model_rejected, n_ann_rejected;
+	float last_score;
+	struct fv_ratelimit rl_parse;
+	FILE *score_log;
+	int64_t next_metrics;
+};
+
+/* ---- vector buffer ---- */
+
+static int vecbuf_init(struct vecbuf *b, uint32_t C, size_t cap)
+{
+	b->C = C;
+	b->cap = cap;
+	b->v = calloc(cap * C, sizeof(float));
+	b->ts = calloc(cap, sizeof(int64_t));
+	b->bad = calloc(cap, 1);
+	return b->v && b->ts && b->bad ? 0 : -ENOMEM;
+}
+
+static void vecbuf_free(struct vecbuf *b)
+{
+	free(b->v);
+	free(b->ts);
+	free(b->bad);
+}
+
+static void vecbuf_push(struct vecbuf *b, const float *v, int64_t ts)
+{
+	memcpy(b->v + b->head * b->C, v, b->C * sizeof(float));
+	b->ts[b->head] = ts;
+	b->bad[b->head] = 0;
+	b->head = (b->head + 1) % b->cap;
+	if (b->len < b->cap)
+		b->len++;
+}
+
+/* i-th vector, 0 = oldest. */
+static size_t vecbuf_slot(const struct vecbuf *b, size_t i)
+{
+	return (b->head + b->cap - b->len + i) % b->cap;
+}
+
+/* Mark the newest n vectors as not for training. */
+static void vecbuf_mark_recent(struct vecbuf *b, size_t n)
+{
+	for (size_t i = 0; i < n && i < b->len; i++)
+		b->bad[vecbuf_slot(b, b->len - 1 - i)] = 1;
+}
+
+/* ---- publishing helpers ---- */
+
+static void publish_state(struct agent *a, const char *state)
+{
+	char buf[512];
+	int n = snprintf(buf, sizeof(buf),
+			 "{\"state\":\"%s\",\"agent\":\"%s\",\"fleet\":\"%s\",\"version\":\"%s\","
+			 "\"channels\":%u,\"ts\":%" PRId64 "}",
+			 state, a->cfg.id, a->cfg.fleet, FV_VERSION, a->cfg.n_channels,
+			 fv_now_wall_ms());
+
+	fv_mqtt_publish(a->mq, a->t_state, buf, (size_t)n, 1, true);
+}
+
+static void publish_metrics(struct agent *a)
+{
+	char buf[1024];
+	struct fv_mqtt_stats ms;
+	int n;
+
+	fv_mqtt_get_stats(a->mq, &ms);
+	n = snprintf(buf, sizeof(buf),
+		     "{\"agent\":\"%s\",\"fleet\":\"%s\",\"ts\":%" PRId64 ",\"messages\":%" PRIu64
+		     ",\"parse_errors\":%" PRIu64 ",\"unknown_topic\":%" PRIu64
+		     ",\"vectors\":%" PRIu64 ",\"incomplete\":%" PRIu64 ",\"windows\":%" PRIu64
+		     ",\"above\":%" PRIu64 ",\"alerts\":%" PRIu64 ",\"rounds\":%" PRIu64
+		     ",\"model_version\":%" PRIu64 ",\"last_score\":%.6g,\"threshold\":%.6g"
+		     ",\"buffer\":%zu,\"models_rejected\":%" PRIu64 ",\"mqtt_dropped\":%" PRIu64
+		     ",\"bytes_out\":%" PRIu64 "}",
+		     a->cfg.id, a->cfg.fleet, fv_now_wall_ms(), a->n_msgs, a->n_parse_err,
+		     a->n_unknown_topic, a->n_vectors, a->n_incomplete, a->n_windows, a->n_above,
+		     a->n_alerts, a->n_rounds, a->have_model ? a->gm.version : 0,
+		     (double)a->last_score, a->have_model ? (double)a->gm.threshold : 0.0,
+		     a->buf.len, a->n_model_rejected, ms.dropped_full + ms.dropped_big, ms.bytes_out);
+	fv_mqtt_publish(a->mq, a->t_metrics, buf, (size_t)n, 0, false);
+}
+
+static void publish_alert(struct agent *a, const char *state)
+{
+	char buf[4096], t0[40], t1[40];
+	uint32_t idx[FV_MAX_CHANNELS];
+	uint32_t C = a->cfg.n_channels;
+	uint32_t k = fv_detect_top(idx, a->alert_share, C, (uint32_t)a->cfg.top_channels);
+	int n;
+
+	n = snprintf(buf, sizeof(buf),
+		     "{\"fleet\":\"%s\",\"agent\":\"%s\",\"state\":\"%s\",\"start\":\"%s\","
+		     "\"end\":\"%s\",\"score\":%.6g,\"threshold\":%.6g,\"model_version\":%" PRIu64
+		     ",\"channels\":[",
+		     a->cfg.fleet, a->cfg.id, state, fv_iso8601(a->det.alert_start_ms, t0, sizeof(t0)),
+		     fv_iso8601(a->det.alert_end_ms, t1, sizeof(t1)), (double)a->det.max_score,
+		     (double)a->det.max_threshold, a->gm.version);
+	for (uint32_t i = 0; i < k && n < (int)sizeof(buf) - 200; i++)
+		n += snprintf(buf + n, sizeof(buf) - (size_t)n, "%s{\"name\":\"%s\",\"share\":%.3f}",
+			      i ? "," : "", a->cfg.channels[idx[i]].name,
+			      (double)a->alert_share[idx[i]]);
+	n += snprintf(buf + n, sizeof(buf) - (size_t)n, "]}");
+	if (fv_mqtt_publish(a->mq, a->t_alert, buf, (size_t)n, 1, false) < 0)
+		fv_log(FV_LOG_WARNING, "alert could not be queued for publishing: %s", buf);
+	fv_log(FV_LOG_NOTICE, "alert %s: score=%.4g threshold=%.4g from %s to %s top=%s", state,
+	       (double)a->det.max_score, (double)a->det.max_threshold, t0, t1,
+	       k ? a->cfg.channels[idx[0]].name : "-");
+}
+
+/* ---- model ---- */
+
+static void drop_model_objects(struct agent *a)
+{
+	fv_model_free(a->score_model);
+	fv_window_free(a->win);
+	free(a->winbuf);
+	free(a->xbuf);
+	free(a->sqerr);
+	a->score_model = NULL;
+	a->win = NULL;
+	a->winbuf = a->xbuf = a->sqerr = NULL;
+}
+
+static int adopt_model(struct agent *a, struct fv_global *g)
+{
+	const struct fv_global *old = a->have_model ? &a->gm : NULL;
+	uint32_t C = a->cfg.n_channels;
+	size_t need;
+	bool rebuild;
+
+	if (g->n_channels != C) {
+		fv_log(FV_LOG_ERR,
+		       "model v%" PRIu64 " refused: it has %u channels, this agent is configured "
+		       "with %u",
+		       g->version, g->n_channels, C);
+		return -EDOM;
+	}
+	need = fv_model_spec_bytes(&g->spec, TRAIN_MAX_BATCH) +
+	       fv_model_spec_bytes(&g->spec, 1);
+	if (need > (size_t)a->cfg.max_model_kb * 1024) {
+		fv_log(FV_LOG_ERR,
+		       "model v%" PRIu64 " refused: it needs %zu KiB, agent.max_model_kb is %lld",
+		       g->version, need / 1024, a->cfg.max_model_kb);
+		return -E2BIG;
+	}
+	rebuild = !old || memcmp(&old->spec, &g->spec, sizeof(g->spec)) != 0 ||
+		  old->window != g->window || old->stride != g->stride;
+	if (rebuild) {
+		size_t D = (size_t)g->window * C;
+
+		drop_model_objects(a);
+		a->score_model = fv_model_new(&g->spec, 1);
+		a->win = fv_window_new(C, g->window, g->stride);
+		a->winbuf = malloc(D * sizeof(float));
+		a->xbuf = malloc(D * sizeof(float));
+		a->sqerr = malloc(D * sizeof(float));
+		if (!a->score_model || !a->win || !a->winbuf || !a->xbuf || !a->sqerr) {
+			drop_model_objects(a);
+			fv_global_clear(&a->gm);
+			a->have_model = false;
+			fv_log(FV_LOG_ERR, "model v%" PRIu64 ": out of memory", g->version);
+			return -ENOMEM;
+		}
+		fv_detect_reset_history(&a->det);
+	}
+	if (fv_model_set_params(a->score_model, g->params, g->n_params) < 0) {
+		fv_log(FV_LOG_ERR, "model v%" PRIu64 " refused: bad parameters", g->version);
+		return -EDOM;
+	}
+	fv_global_clear(&a->gm);
+	a->gm = *g;
+	memset(g, 0, sizeof(*g));
+	a->have_model = true;
+	fv_log(FV_LOG_INFO,
+	       "model v%" PRIu64 " loaded: %zu parameters, window %u x %u, threshold %.4g",
+	       a->gm.version, a->gm.n_params, a->gm.window, C, (double)a->gm.threshold);
+	return 0;
+}
+
+static void on_model(struct agent *a, const struct fv_mqtt_msg *m)
+{
+	struct fv_global g;
+	int r;
+
+	if (m->len == 0)
+		return; /* retained model cleared */
+	r = fv_global_decode(m->payload, m->len, a->cfg.fleet, &g);
+	if (r < 0) {
+		a->n_model_rejected++;
+		fv_log(FV_LOG_WARNING, "global model on %s rejected: %s", m->topic, fv_strerror(r));
+		return;
+	}
+	if (a->have_model && g.version <= a->gm.version) {
+		if (g.version < a->gm.version)
+			fv_log(FV_LOG_INFO, "ignoring older model v%" PRIu64 " (have v%" PRIu64 ")",
+			       g.version, a->gm.version);
+		fv_global_clear(&g);
+		return;
+	}
+	if (adopt_model(a, &g) < 0) {
+		a->n_model_rejected++;
+		fv_global_clear(&g);
+	}
+}
+
+/* ---- rounds ---- */
+
+static bool selected(const struct agent *a, const struct fv_announce *ann)
+{
+	if (ann->n_selected == 0)
+		return true;
+	for (uint32_t i = 0; i < ann->n_selected; i++)
+		if (strcmp(ann->selected[i], a->cfg.id) == 0)
+			return true;
+	return false;
+}
+
+static int send_update(struct agent *a, struct fv_update *u)
+{
+	char topic[FV_TOPIC_MAX];
+	uint8_t *buf;
+	size_t len;
+	int r;
+
+	r = fv_update_encode(u, &buf, &len);
+	if (r < 0) {
+		fv_log(FV_LOG_ERR, "round %" PRIu64 ": cannot encode update: %s", u->h.round,
+		       fv_strerror(r));
+		return r;
+	}
+	fv_topic_update(topic, a->cfg.fleet, u->h.round, a->cfg.id);
+	r = fv_mqtt_publish(a->mq, topic, buf, len, 1, false);
+	if (r < 0) {
+		fv_log(FV_LOG_WARNING, "round %" PRIu64 ": update not queued: %s (will resend on "
+		       "re-announce)", u->h.round, fv_strerror(r));
+	}
+	free(a->sent_buf);
+	a->sent_buf = buf;
+	a->sent_len = len;
+	a->sent_round = u->h.round + 1;
+	a->sent_base = u->h.base_version;
+	a->pending = false;
+	a->n_rounds++;
+	return 0;
+}
+
+static void fill_header(const struct agent *a, struct fv_hdr *h)
+{
+	memset(h, 0, sizeof(*h));
+	h->schema = FV_SCHEMA_VERSION;
+	fv_strlcpy(h->fleet, a->cfg.fleet, sizeof(h->fleet));
+	fv_strlcpy(h->sender, a->cfg.id, sizeof(h->sender));
+	h->round = a->ann.h.round;
+	h->base_version = a->ann.h.base_version;
+	h->ts_ms = fv_now_wall_ms();
+}
+
+static void do_stats_round(struct agent *a)
+{
+	struct fv_update u;
+
+	if (a->stats[0].count < a->ann.hp.min_windows)
+		return; /* not enough data yet: try again as vectors arrive */
+	memset(&u, 0, sizeof(u));
+	fill_header(a, &u.h);
+	u.kind = FV_ROUND_STATS;
+	u.n_samples = a->stats[0].count;
+	u.n_channels = a->cfg.n_channels;
+	u.stats = a->stats; /* borrowed */
+	fv_hist_init(&u.hist);
+	if (send_update(a, &u) == 0)
+		fv_log(FV_LOG_INFO, "round %" PRIu64 ": sent statistics of %" PRIu64 " vectors",
+		       u.h.round, u.n_samples);
+}
+
+/* Collect training windows (stride S, no bad or missing vectors inside,
+ * consecutive ticks), normalised, into a new (N, W*C) array. */
+static float *collect_windows(struct agent *a, size_t *ret_n)
+{
+	const struct vecbuf *b = &a->buf;
+	uint32_t C = b->C, W = a->gm.window, S = a->gm.stride;
+	int64_t period = a->cfg.period_ms;
+	size_t D = (size_t)W * C, n = 0, max = b->len / S + 1, run = 0;
+	float *x = malloc(max * D * sizeof(float));
+
+	if (!x)
+		return NULL;
+	for (size_t i = 0; i < b->len; i++) {
+		size_t s = vecbuf_slot(b, i);
+
+		if (b->bad[s] || (run > 0 && b->ts[s] - b->ts[vecbuf_slot(b, i - 1)] != period))
+			run = 0;
+		if (b->bad[s])
+			continue;
+		run++;
+		if (run >= W && (run - W) % S == 0 && n < max) {
+			float *dst = x + n * D;
+
+			for (uint32_t w = 0; w < W; w++)
+				memcpy(dst + (size_t)w * C, b->v + vecbuf_slot(b, i + 1 - W + w) * C,
+				       C * sizeof(float));
+			fv_window_normalize(dst, W, C, a->gm.mean, a->gm.std);
+			n++;
+		}
+	}
+	*ret_n = n;
+	return x;
+}
+
+static void do_train_round(struct agent *a)
+{
+	const struct fv_hparams *hp = &a->ann.hp;
+	struct fv_adam_opts ao = FV_ADAM_DEFAULTS;
+	struct fv_model *tm = NULL;
+	struct fv_update u;
+	float *x = NULL, *delta = NULL, loss = 0;
+	size_t N = 0, P;
+	int64_t t0 = fv_now_mono_ms();
+	int r;
+
+	if (!a->have_model || a->gm.version != a->ann.h.base_version)
+		return; /* wait for the base model */
+	x = collect_windows(a, &N);
+	if (!x) {
+		fv_log(FV_LOG_ERR, "round %" PRIu64 ": out of memory collecting windows", a->ann.h.round);
+		return;
+	}
+	if (N < hp->min_windows || N == 0) {
+		free(x);
+		return; /* not enough normal windows yet */
+	}
+	memset(&u, 0, sizeof(u));
+	fill_header(a, &u.h);
+	u.kind = FV_ROUND_TRAIN;
+	u.n_samples = N;
+	fv_hist_init(&u.hist);
+	/* Scores of the base model on local normal windows: merged by the
+	 * coordinator into the fleet's threshold. */
+	for (size_t i = 0; i < N; i++)
+		fv_hist_add(&u.hist, fv_model_score(a->score_model, x + i * (size_t)a->gm.window *
+								     a->cfg.n_channels, NULL));
+
+	uint32_t batch = hp->batch < 1 ? 1 : FV_MIN(hp->batch, TRAIN_MAX_BATCH);
+	P = a->gm.n_params;
+	tm = fv_model_new(&a->gm.spec, batch);
+	delta = malloc(P * sizeof(float));
+	if (!tm || !delta) {
+		fv_log(FV_LOG_ERR, "round %" PRIu64 ": out of memory for training", a->ann.h.round);
+		goto out;
+	}
+	fv_model_set_params(tm, a->gm.params, P);
+	fv_model_adam_reset(tm);
+	ao.lr = hp->lr;
+	r = fv_model_train(tm, x, N, hp->epochs, batch, &ao, hp->seed, &loss);
+	if (r < 0 || !isfinite(loss)) {
+		fv_log(FV_LOG_ERR, "round %" PRIu64 ": local training failed: %s", a->ann.h.round,
+		       r < 0 ? fv_strerror(r) : "loss is not finite");
+		goto out;
+	}
+	const float *p = fv_model_params(tm);
+	for (size_t i = 0; i < P; i++)
+		delta[i] = p[i] - a->gm.params[i];
+	u.loss = loss;
+	u.n_params = P;
+	u.delta = delta; /* borrowed */
+	if (send_update(a, &u) == 0)
+		fv_log(FV_LOG_INFO,
+		       "round %" PRIu64 ": trained on %zu windows, %u epochs, loss %.5f (%" PRId64
+		       " ms)",
+		       u.h.round, N, hp->epochs, (double)loss, fv_now_mono_ms() - t0);
+out:
+	fv_model_free(tm);
+	free(delta);
+	free(x);
+}
+
+static void try_pending(struct agent *a)
+{
+	if (!a->pending)
+		return;
+	if (a->ann.kind == FV_ROUND_STATS)
+		do_stats_round(a);
+	else
+		do_train_round(a);
+}
+
+static void on_round(struct agent *a, const struct fv_mqtt_msg *m)
+{
+	struct fv_announce ann;
+	int r;
+
+	if (m->len == 0) {
+		/* Training finished: the coordinator cleared its announcement. */
+		a->pending = false;
+		return;
+	}
+	r = fv_announce_decode(m->payload, m->len, a->cfg.fleet, &ann);
+	if (r < 0) {
+		a->n_ann_rejected++;
+		fv_log(FV_LOG_WARNING, "round announcement rejected: %s", fv_strerror(r));
+		return;
+	}
+	if (!selected(a, &ann)) {
+		fv_log(FV_LOG_DEBUG, "round %" PRIu64 ": not selected", ann.h.round);
+		fv_announce_clear(&ann);
+		a->pending = false;
+		return;
+	}
+	/* Our update for this very round may have been lost (coordinator
+	 * restart, broker restart): send the cached one again. */
+	if (a->sent_round == ann.h.round + 1 && a->sent_base == ann.h.base_version &&
+	    a->sent_buf) {
+		char topic[FV_TOPIC_MAX];
+
+		fv_topic_update(topic, a->cfg.fleet, ann.h.round, a->cfg.id);
+		fv_mqtt_publish(a->mq, topic, a->sent_buf, a->sent_len, 1, false);
+		fv_log(FV_LOG_INFO, "round %" PRIu64 " announced again: resent our update",
+		       ann.h.round);
+		fv_announce_clear(&ann);
+		return;
+	}
+	fv_announce_clear(&a->ann);
+	a->ann = ann;
+	a->have_ann = true;
+	a->pending = true;
+	fv_log(FV_LOG_INFO, "round %" PRIu64 " (%s) announced, base model v%" PRIu64,
+	       ann.h.round, ann.kind == FV_ROUND_STATS ? "statistics" : "training",
+	       ann.h.base_version);
+	try_pending(a);
+}
+
+/* ---- ingest ---- */
+
+static void log_score(struct agent *a, int64_t end_ms, float score, bool above)
+{
+	if (!a->score_log)
+		return;
+	fprintf(a->score_log, "%" PRId64 ",%.6g,%.6g,%d,%d,%" PRIu64 "\n", end_ms, (double)score,
+		(double)a->gm.threshold, above, a->det.raised, a->gm.version);
+}
+
+static void on_window(struct agent *a, int64_t start_ms, int64_t end_ms)
+{
+	uint32_t C = a->cfg.n_channels, W = a->gm.window;
+	size_t D = (size_t)W * C;
+	float thr = a->gm.threshold;
+	enum fv_detect_event ev;
+	float score;
+	bool above;
+
+	memcpy(a->xbuf, a->winbuf, D * sizeof(float));
+	fv_window_normalize(a->xbuf, W, C, a->gm.mean, a->gm.std);
+	score = fv_model_score(a->score_model, a->xbuf, a->sqerr);
+	a->n_windows++;
+	a->last_score = score;
+	above = thr > 0 && score > thr;
+	if (above) {
+		a->n_above++;
+		vecbuf_mark_recent(&a->buf, W);
+	}
+	if (!isfinite(score))
+		return;
+	fv_detect_channel_share(a->share, a->sqerr, W, C);
+	bool was_raised = a->det.raised;
+	ev = fv_detect_push(&a->det, score, thr, start_ms, end_ms);
+	if (a->det.raised && (ev == FV_DETECT_RAISED || a->det.max_score == score))
+		memcpy(a->alert_share, a->share, C * sizeof(float));
+	if (was_raised || a->det.raised)
+		vecbuf_mark_recent(&a->buf, a->gm.stride);
+	log_score(a, end_ms, score, above);
+	if (ev == FV_DETECT_RAISED) {
+		a->n_alerts++;
+		publish_alert(a, "raised");
+	} else if (ev == FV_DETECT_CLEARED) {
+		publish_alert(a, "cleared");
+	}
+}
+
+static void on_vector(struct agent *a, int ok, int64_t tick)
+{
+	int64_t start;
+
+	if (ok < 0) {
+		a->n_incomplete++;
+		if (a->win)
+			fv_window_reset(a->win);
+		return;
+	}
+	a->n_vectors++;
+	for (uint32_t c = 0; c < a->cfg.n_channels; c++)
+		fv_chstats_add(&a->stats[c], a->vec[c]);
+	vecbuf_push(&a->buf, a->vec, tick);
+	if (a->have_model && fv_window_push(a->win, a->vec, tick, a->winbuf, &start) == 1)
+		on_window(a, start, tick);
+}
+
+/* Emit every tick that is due before time `now` (data or wall clock). */
+static void run_ticks(struct agent *a, int64_t now)
+{
+	uint64_t skipped = 0;
+	uint32_t due = fv_align_due(a->align, now, MAX_TICKS_PER_MSG, &skipped);
+
+	if (skipped) {
+		a->n_skipped += skipped;
+		a->n_incomplete += skipped;
+		if (a->win)
+			fv_window_reset(a->win);
+	}
+	for (uint32_t i = 0; i < due; i++) {
+		int64_t tick;
+		int ok = fv_align_sample(a->align, a->vec, &tick);
+
+		if (ok == -EAGAIN)
+			break;
+		on_vector(a, ok, tick);
+	}
+	if (due)
+		try_pending(a);
+}
+
+static void on_sensor(struct agent *a, uint32_t ch, const struct fv_mqtt_msg *m)
+{
+	double v;
+	int64_t ts;
+	int r;
+
+	r = fv_payload_parse(&a->cfg.channels[ch].fmt, m->payload, m->len, &v, &ts);
+	if (r < 0 || (a->cfg.clock == AGENT_CLOCK_DATA && ts < 0)) {
+		uint64_t sup = 0;
+
+		a->n_parse_err++;
+		if (fv_ratelimit_ok(&a->rl_parse, &sup))
+			fv_log(FV_LOG_WARNING,
+			       "channel %s: payload on %s rejected (%zu bytes): %s%s (%" PRIu64
+			       " more suppressed)",
+			       a->cfg.channels[ch].name, m->topic, m->len,
+			       r < 0 ? fv_strerror(r) : "no timestamp and ingest.clock = data", "",
+			       sup);
+		return;
+	}
+	if (a->cfg.clock == AGENT_CLOCK_DATA)
+		run_ticks(a, ts);
+	else if (ts < 0)
+		ts = fv_now_wall_ms();
+	fv_align_observe(a->align, ch, v, ts);
+}
+
+static void on_message(struct agent *a, const struct fv_mqtt_msg *m)
+{
+	a->n_msgs++;
+	if (strcmp(m->topic, a->t_model) == 0) {
+		on_model(a, m);
+		return;
+	}
+	if (strcmp(m->topic, a->t_round) == 0) {
+		on_round(a, m);
+		return;
+	}
+	for (uint32_t i = 0; i < a->cfg.n_channels; i++)
+		if (strcmp(m->topic, a->cfg.channels[i].topic) == 0) {
+			on_sensor(a, i, m);
+			return;
+		}
+	a->n_unknown_topic++;
+}
+
+/* ---- life cycle ---- */
+
+struct agent *agent_new(const struct agent_config *c)
+{
+	struct agent *a = calloc(1, sizeof(*a));
+	struct fv_mqtt_opts o = { 0 };
+	struct fv_detect_opts dopt;
+	char will[256], client_id[160];
+	uint32_t C = c->n_channels;
+	int wl;
+
+	if (!a)
+		return NULL;
+	a->cfg = *c;
+	a->rl_parse = (struct fv_ratelimit)FV_RATELIMIT_INIT(10000, 5);
+	fv_topic_round(a->t_round, c->fleet);
+	fv_topic_model(a->t_model, c->fleet);
+	if (!fv_topic_agent(a->t_state, c->fleet, c->id, "state") ||
+	    !fv_topic_agent(a->t_alert, c->fleet, c->id, "alert") ||
+	    !fv_topic_agent(a->t_metrics, c->fleet, c->id, "metrics"))
+		goto fail;
+	dopt = (struct fv_detect_opts){ .k = (uint32_t)c->k, .n = (uint32_t)c->n,
+					.clear_ratio = (float)c->clear_ratio,
+					.clear_n = (uint32_t)c->clear_n };
+	if (fv_detect_init(&a->det, &dopt) < 0)
+		goto fail;
+	a->align = fv_align_new(C, c->period_ms, c->max_age_ms);
+	a->vec = calloc(C, sizeof(float));
+	a->share = calloc(C, sizeof(float));
+	a->alert_share = calloc(C, sizeof(float));
+	a->stats = calloc(C, sizeof(*a->stats));
+	if (!a->align || !a->vec || !a->share || !a->alert_share || !a->stats ||
+	    vecbuf_init(&a->buf, C, (size_t)c->buffer) < 0)
+		goto fail;
+	for (uint32_t i = 0; i < C; i++)
+		fv_chstats_init(&a->stats[i]);
+	if (c->score_log[0]) {
+		a->score_log = fopen(c->score_log, "a");
+		if (!a->score_log) {
+			fv_log(FV_LOG_ERR, "agent.score_log = %s: cannot open: %s", c->score_log,
+			       strerror(errno));
+			goto fail;
+		}
+		setvbuf(a->score_log, NULL, _IOLBF, 0);
+		if (ftell(a->score_log) == 0)
+			fprintf(a->score_log, "ts_ms,score,threshold,above,alert,model_version\n");
+	}
+
+	wl = snprintf(will, sizeof(will), "{\"state\":\"offline\",\"agent\":\"%s\",\"fleet\":\"%s\"}",
+		      c->id, c->fleet);
+	snprintf(client_id, sizeof(client_id), "fedvigil-agent-%s-%s", c->fleet, c->id);
+	o.uri = c->broker;
+	o.client_id = client_id;
+	o.username = c->username[0] ? c->username : NULL;
+	o.password = c->password[0] ? c->password : NULL;
+	o.will_topic = a->t_state;
+	o.will_payload = will;
+	o.will_len = (size_t)wl;
+	o.will_qos = 1;
+	o.will_retain = true;
+	a->mq = fv_mqtt_new(&o);
+	if (!a->mq)
+		goto fail;
+	if (fv_mqtt_subscribe(a->mq, a->t_model, 1) < 0 || fv_mqtt_subscribe(a->mq, a->t_round, 1) < 0)
+		goto fail;
+	for (uint32_t i = 0; i < C; i++)
+		if (fv_mqtt_subscribe(a->mq, c->channels[i].topic, 1) < 0)
+			goto fail;
+	return a;
+fail:
+	agent_free(a);
+	return NULL;
+}
+
+void agent_free(struct agent *a)
+{
+	if (!a)
+		return;
+	fv_mqtt_free(a->mq, 1000);
+	drop_model_objects(a);
+	fv_global_clear(&a->gm);
+	fv_announce_clear(&a->ann);
+	fv_align_free(a->align);
+	vecbuf_free(&a->buf);
+	free(a->vec);
+	free(a->share);
+	free(a->alert_share);
+	free(a->stats);
+	free(a->sent_buf);
+	if (a->score_log)
+		fclose(a->score_log);
+	free(a);
+}
+
+int agent_run(struct agent *a, volatile int *stop)
+{
+	struct pollfd pfd;
+	int64_t next_wall_tick = 0;
+
+	if (fv_mqtt_start(a->mq) < 0) {
+		fv_log(FV_LOG_ERR, "cannot start the MQTT client for %s", a->cfg.broker);
+		return 1;
+	}
+	fv_log(FV_LOG_NOTICE, "agent %s of fleet %s started: %u channels, broker %s, clock %s",
+	       a->cfg.id, a->cfg.fleet, a->cfg.n_channels, a->cfg.broker,
+	       a->cfg.clock == AGENT_CLOCK_DATA ? "data" : "wall");
+	a->next_metrics = fv_now_mono_ms() + a->cfg.metrics_interval_ms;
+	while (!*stop) {
+		struct fv_mqtt_msg m;
+		enum fv_mqtt_event ev;
+		int64_t now = fv_now_mono_ms();
+		int timeout = 200;
+
+		if (a->cfg.clock == AGENT_CLOCK_WALL) {
+			if (next_wall_tick == 0 || now >= next_wall_tick) {
+				run_ticks(a, fv_now_wall_ms());
+				next_wall_tick = now + a->cfg.period_ms;
+			}
+			timeout = (int)FV_MIN((int64_t)timeout, FV_MAX(next_wall_tick - now, 0));
+		}
+		if (now >= a->next_metrics) {
+			publish_metrics(a);
+			a->next_metrics = now + a->cfg.metrics_interval_ms;
+		}
+		pfd.fd = fv_mqtt_fd(a->mq);
+		pfd.events = POLLIN;
+		if (poll(&pfd, 1, timeout) < 0 && errno != EINTR) {
+			fv_log(FV_LOG_ERR, "poll: %s", strerror(errno));
+			return 1;
+		}
+		/* Bounded batch so timers keep running under a flood. */
+		for (int i = 0; i < 10000 && !*stop; i++) {
+			ev = fv_mqtt_next(a->mq, &m);
+			if (ev == FV_MQTT_EV_NONE)
+				break;
+			if (ev == FV_MQTT_EV_CONNECTED) {
+				publish_state(a, "online");
+			} else if (ev == FV_MQTT_EV_MESSAGE) {
+				on_message(a, &m);
+				fv_mqtt_msg_clear(&m);
+			}
+		}
+	}
+	fv_log(FV_LOG_NOTICE, "stopping: %" PRIu64 " vectors, %" PRIu64 " windows, %" PRIu64
+	       " alerts, %" PRIu64 " rounds",
+	       a->n_vectors, a->n_windows, a->n_alerts, a->n_rounds);
+	publish_metrics(a);
+	publish_state(a, "offline");
+	fv_mqtt_disconnect(a->mq, 2000);
+	return 0;
+}

@@ -1,0 +1,76 @@
+/* fedvigil-agent: configuration and state of one agent daemon. */
+#ifndef FEDVIGIL_AGENT_H
+#define FEDVIGIL_AGENT_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "fedvigil/cfg.h"
+#include "fedvigil/detect.h"
+#include "fedvigil/fl.h"
+#include "fedvigil/ingest.h"
+#include "fedvigil/mqtt.h"
+#include "fedvigil/nn.h"
+#include "fedvigil/util.h"
+#include "fedvigil/wire.h"
+
+enum agent_clock {
+	AGENT_CLOCK_WALL = 0, /* sample on the agent's own clock */
+	AGENT_CLOCK_DATA = 1, /* sample on the payloads' timestamps */
+};
+
+/* One model channel fed by one sensor topic. */
+struct agent_channel {
+	char name[FV_NAME_MAX];     /* channel name, used in alerts */
+	char topic[FV_TOPIC_MAX];   /* MQTT topic (no wildcards) */
+	struct fv_payload_spec fmt; /* how to read its payloads */
+	bool fmt_set;               /* format given in the section */
+};
+
+struct agent_config {
+	/* [agent] */
+	char id[FV_NAME_MAX];       /* agent id, unique in the fleet */
+	char fleet[FV_NAME_MAX];    /* fleet name */
+	char broker[256];           /* broker URI */
+	char username[64];          /* broker user, "" = none */
+	char password[128];         /* broker password, "" = none */
+	int log_level;              /* index into log level names */
+	long long max_model_kb;     /* refuse models needing more memory */
+	char score_log[512];        /* CSV of every window's score, "" = off */
+	long long metrics_interval_ms; /* period of agent/<id>/metrics */
+	/* [ingest] */
+	int clock;                  /* enum agent_clock */
+	long long period_ms;        /* sampling period */
+	long long max_age_ms;       /* older readings make a vector incomplete */
+	long long buffer;           /* vectors kept for local training */
+	int format;                 /* default payload format (enum) */
+	char value_path[64];        /* default JSON value path */
+	char ts_path[64];           /* default JSON timestamp path */
+	/* [detect] */
+	long long k;                /* raise when k of the last n windows ... */
+	long long n;                /* ... are above the threshold */
+	double clear_ratio;         /* calm below threshold * clear_ratio */
+	long long clear_n;          /* calm windows in a row to clear */
+	long long top_channels;     /* channels named in an alert */
+	/* [channel.NAME] sections */
+	uint32_t n_channels;
+	struct agent_channel channels[FV_MAX_CHANNELS];
+};
+
+extern const struct fv_cfg_key agent_cfg_keys[];
+extern const size_t agent_cfg_nkeys;
+
+/* Load defaults, then the file (if path != NULL). 0 or -errno with err. */
+int agent_config_load(struct agent_config *c, const char *path, char *err, size_t errlen);
+/* Cross-field validation after all overrides. */
+int agent_config_check(struct agent_config *c, char *err, size_t errlen);
+
+struct agent;
+
+/* Build an agent from a checked config; NULL on failure (logged). */
+struct agent *agent_new(const struct agent_config *c);
+void agent_free(struct agent *a);
+/* Run the main loop until *stop becomes nonzero. Returns exit status. */
+int agent_run(struct agent *a, volatile int *stop);
+
+#endif

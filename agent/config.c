@@ -1,0 +1,182 @@
+/* fedvigil-agent configuration: the key table and [channel.NAME] sections. */
+#include <stddef.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "agent.h"
+
+static const char *const log_levels[] = { "err", "warning", "notice", "info", "debug", NULL };
+static const char *const clocks[] = { "wall", "data", NULL };
+static const char *const formats[] = { "number", "json", NULL };
+
+#define K(sec, key, type, def, lo, hi, ch, field, help)                                          \
+	{ sec, key, type, def, lo, hi, ch, offsetof(struct agent_config, field),                 \
+	  sizeof(((struct agent_config *)0)->field), help }
+
+const struct fv_cfg_key agent_cfg_keys[] = {
+	K("agent", "id", FV_CFG_STR, "agent-1", 0, 0, NULL, id,
+	  "agent id, unique in the fleet ([A-Za-z0-9_.-], 1-63 chars)"),
+	K("agent", "fleet", FV_CFG_STR, "default", 0, 0, NULL, fleet, "fleet name"),
+	K("agent", "broker", FV_CFG_STR, "tcp://127.0.0.1:1883", 0, 0, NULL, broker,
+	  "MQTT broker URI"),
+	K("agent", "username", FV_CFG_STR, "", 0, 0, NULL, username, "broker user name"),
+	K("agent", "password", FV_CFG_STR, "", 0, 0, NULL, password, "broker password"),
+	K("agent", "log_level", FV_CFG_ENUM, "info", 0, 0, log_levels, log_level,
+	  "err|warning|notice|info|debug"),
+	K("agent", "max_model_kb", FV_CFG_INT, "65536", 16, 4194304, NULL, max_model_kb,
+	  "refuse a global model needing more memory than this (KiB)"),
+	K("agent", "score_log", FV_CFG_STR, "", 0, 0, NULL, score_log,
+	  "append every window's score to this CSV file (empty = off)"),
+	K("agent", "metrics_interval_ms", FV_CFG_INT, "10000", 100, 3600000, NULL,
+	  metrics_interval_ms, "how often to publish agent/<id>/metrics"),
+	K("ingest", "clock", FV_CFG_ENUM, "wall", 0, 0, clocks, clock,
+	  "wall: sample on the agent's clock; data: on the payloads' timestamps"),
+	K("ingest", "period_ms", FV_CFG_INT, "1000", 1, 86400000, NULL, period_ms,
+	  "sampling period of the aligned vectors"),
+	K("ingest", "max_age_ms", FV_CFG_INT, "5000", 1, 864000000, NULL, max_age_ms,
+	  "a channel not updated for this long makes a vector incomplete"),
+	K("ingest", "buffer", FV_CFG_INT, "4096", 16, 1048576, NULL, buffer,
+	  "vectors kept for local training (the ring buffer)"),
+	K("ingest", "format", FV_CFG_ENUM, "json", 0, 0, formats, format,
+	  "default payload format of the channels: number|json"),
+	K("ingest", "value_path", FV_CFG_STR, "$.value", 0, 0, NULL, value_path,
+	  "default JSON path of the value"),
+	K("ingest", "ts_path", FV_CFG_STR, "$.ts", 0, 0, NULL, ts_path,
+	  "default JSON path of the timestamp (ms since epoch or ISO-8601); empty = none"),
+	K("detect", "k", FV_CFG_INT, "3", 1, FV_DETECT_MAX_N, NULL, k,
+	  "raise an alert when k of the last n windows are above the threshold"),
+	K("detect", "n", FV_CFG_INT, "5", 1, FV_DETECT_MAX_N, NULL, n, "see k"),
+	K("detect", "clear_ratio", FV_CFG_DOUBLE, "0.8", 0.01, 1.0, NULL, clear_ratio,
+	  "a window is calm below threshold * clear_ratio"),
+	K("detect", "clear_n", FV_CFG_INT, "5", 1, 100000, NULL, clear_n,
+	  "calm windows in a row that clear an alert"),
+	K("detect", "top_channels", FV_CFG_INT, "3", 1, FV_MAX_CHANNELS, NULL, top_channels,
+	  "channels named in an alert, by share of the error"),
+};
+const size_t agent_cfg_nkeys = FV_ARRAY_SIZE(agent_cfg_keys);
+
+/* [channel.NAME] sections: topic = ..., and optionally format, value_path,
+ * ts_path overriding the [ingest] defaults. */
+static int channel_key(void *userdata, const char *section, const char *name, const char *value,
+		       const char **ret_why)
+{
+	struct agent_config *c = userdata;
+	struct agent_channel *ch = NULL;
+	const char *cname;
+
+	if (strncmp(section, "channel.", 8) != 0) {
+		*ret_why = "unknown section";
+		return -EINVAL;
+	}
+	cname = section + 8;
+	if (!fv_name_valid(cname)) {
+		*ret_why = "channel name must be 1-63 chars of [A-Za-z0-9_.-]";
+		return -EINVAL;
+	}
+	for (uint32_t i = 0; i < c->n_channels; i++)
+		if (strcmp(c->channels[i].name, cname) == 0)
+			ch = &c->channels[i];
+	if (!ch) {
+		if (c->n_channels >= FV_MAX_CHANNELS) {
+			*ret_why = "too many channels (max 256)";
+			return -E2BIG;
+		}
+		ch = &c->channels[c->n_channels++];
+		memset(ch, 0, sizeof(*ch));
+		fv_strlcpy(ch->name, cname, sizeof(ch->name));
+	}
+	if (strcmp(name, "topic") == 0) {
+		if (!*value || strpbrk(value, "+#")) {
+			*ret_why = "topic must be non-empty and without wildcards";
+			return -EINVAL;
+		}
+		if (fv_strlcpy(ch->topic, value, sizeof(ch->topic)) < 0) {
+			*ret_why = "topic too long (max 255)";
+			return -E2BIG;
+		}
+	} else if (strcmp(name, "format") == 0) {
+		if (fv_payload_format_parse(value, &ch->fmt.format) < 0) {
+			*ret_why = "format must be number or json";
+			return -EINVAL;
+		}
+		ch->fmt_set = true;
+	} else if (strcmp(name, "value_path") == 0) {
+		if (fv_strlcpy(ch->fmt.value_path, value, sizeof(ch->fmt.value_path)) < 0) {
+			*ret_why = "value_path too long (max 63)";
+			return -E2BIG;
+		}
+	} else if (strcmp(name, "ts_path") == 0) {
+		if (fv_strlcpy(ch->fmt.ts_path, value, sizeof(ch->fmt.ts_path)) < 0) {
+			*ret_why = "ts_path too long (max 63)";
+			return -E2BIG;
+		}
+	} else {
+		*ret_why = "unknown key in a [channel.NAME] section (topic, format, value_path, ts_path)";
+		return -EINVAL;
+	}
+	return 0;
+}
+
+int agent_config_load(struct agent_config *c, const char *path, char *err, size_t errlen)
+{
+	int r;
+
+	memset(c, 0, sizeof(*c));
+	r = fv_cfg_defaults(agent_cfg_keys, agent_cfg_nkeys, c, err, errlen);
+	if (r < 0 || !path)
+		return r;
+	return fv_cfg_load(agent_cfg_keys, agent_cfg_nkeys, c, path, channel_key, c, err, errlen);
+}
+
+int agent_config_check(struct agent_config *c, char *err, size_t errlen)
+{
+	if (!fv_name_valid(c->id)) {
+		snprintf(err, errlen, "agent.id = '%s': must be 1-63 chars of [A-Za-z0-9_.-]", c->id);
+		return -EINVAL;
+	}
+	if (!fv_name_valid(c->fleet)) {
+		snprintf(err, errlen, "agent.fleet = '%s': must be 1-63 chars of [A-Za-z0-9_.-]",
+			 c->fleet);
+		return -EINVAL;
+	}
+	if (c->k > c->n) {
+		snprintf(err, errlen, "detect.k = %lld is larger than detect.n = %lld", c->k, c->n);
+		return -EINVAL;
+	}
+	if (c->n_channels == 0) {
+		snprintf(err, errlen,
+			 "no channels: add [channel.NAME] sections with topic = ... to the config");
+		return -EINVAL;
+	}
+	for (uint32_t i = 0; i < c->n_channels; i++) {
+		struct agent_channel *ch = &c->channels[i];
+
+		if (!ch->topic[0]) {
+			snprintf(err, errlen, "[channel.%s] has no topic", ch->name);
+			return -EINVAL;
+		}
+		for (uint32_t j = 0; j < i; j++)
+			if (strcmp(c->channels[j].topic, ch->topic) == 0) {
+				snprintf(err, errlen, "[channel.%s] and [channel.%s] use the same topic %s",
+					 c->channels[j].name, ch->name, ch->topic);
+				return -EINVAL;
+			}
+		if (!ch->fmt_set)
+			ch->fmt.format = (enum fv_payload_format)c->format;
+		if (!ch->fmt.value_path[0])
+			fv_strlcpy(ch->fmt.value_path, c->value_path, sizeof(ch->fmt.value_path));
+		if (!ch->fmt.ts_path[0])
+			fv_strlcpy(ch->fmt.ts_path, c->ts_path, sizeof(ch->fmt.ts_path));
+	}
+	if (c->clock == AGENT_CLOCK_DATA) {
+		for (uint32_t i = 0; i < c->n_channels; i++)
+			if (c->channels[i].fmt.format != FV_FMT_JSON || !c->channels[i].fmt.ts_path[0]) {
+				snprintf(err, errlen,
+					 "ingest.clock = data needs timestamps: [channel.%s] must be json "
+					 "with a ts_path",
+					 c->channels[i].name);
+				return -EINVAL;
+			}
+	}
+	return 0;
+}

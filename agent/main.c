@@ -1,0 +1,175 @@
+/* fedvigil-agent: command line, signals, main. */
+#include <getopt.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "agent.h"
+#include "fedvigil/version.h"
+
+static volatile int stop_requested;
+
+static void on_signal(int sig)
+{
+	(void)sig;
+	stop_requested = 1;
+}
+
+static void usage(FILE *out)
+{
+	fprintf(out,
+		"Usage: fedvigil-agent [-c FILE] [OPTIONS]\n"
+		"\n"
+		"Watches one machine's sensor topics on MQTT, scores windows of readings with\n"
+		"the fleet's global autoencoder, publishes alerts, and trains locally for the\n"
+		"coordinator's federated rounds. Raw data never leaves this process.\n"
+		"\n"
+		"Options:\n"
+		"  -c, --config FILE      INI configuration file\n"
+		"      --broker URL       override agent.broker (e.g. tcp://127.0.0.1:1883)\n"
+		"      --fleet NAME       override agent.fleet\n"
+		"      --id NAME          override agent.id\n"
+		"      --log-level LEVEL  override agent.log_level (err|warning|notice|info|debug)\n"
+		"      --score-log FILE   override agent.score_log\n"
+		"      --set SEC.KEY=VAL  override any key (repeatable)\n"
+		"      --check-config     validate the configuration and exit\n"
+		"      --dump-config      print the effective configuration and exit\n"
+		"  -h, --help             this help\n"
+		"  -V, --version          print the version\n"
+		"\n"
+		"Configuration keys (section.key  type  default  help):\n");
+	fv_cfg_print_help(agent_cfg_keys, agent_cfg_nkeys, out);
+	fprintf(out,
+		"  [channel.NAME] sections, one per model channel:\n"
+		"    topic = plant/pump-1/temperature   (required)\n"
+		"    format, value_path, ts_path        (default: the [ingest] keys)\n");
+}
+
+static void dump_channels(const struct agent_config *c)
+{
+	for (uint32_t i = 0; i < c->n_channels; i++) {
+		const struct agent_channel *ch = &c->channels[i];
+
+		printf("\n[channel.%s]\ntopic = %s\nformat = %s\nvalue_path = %s\nts_path = %s\n",
+		       ch->name, ch->topic, ch->fmt.format == FV_FMT_JSON ? "json" : "number",
+		       ch->fmt.value_path, ch->fmt.ts_path);
+	}
+}
+
+int main(int argc, char **argv)
+{
+	enum { OPT_BROKER = 256, OPT_FLEET, OPT_ID, OPT_LOG, OPT_SCORELOG, OPT_SET, OPT_CHECK,
+	       OPT_DUMP };
+	static const struct option opts[] = {
+		{ "config", required_argument, NULL, 'c' },
+		{ "broker", required_argument, NULL, OPT_BROKER },
+		{ "fleet", required_argument, NULL, OPT_FLEET },
+		{ "id", required_argument, NULL, OPT_ID },
+		{ "log-level", required_argument, NULL, OPT_LOG },
+		{ "score-log", required_argument, NULL, OPT_SCORELOG },
+		{ "set", required_argument, NULL, OPT_SET },
+		{ "check-config", no_argument, NULL, OPT_CHECK },
+		{ "dump-config", no_argument, NULL, OPT_DUMP },
+		{ "help", no_argument, NULL, 'h' },
+		{ "version", no_argument, NULL, 'V' },
+		{ 0 },
+	};
+	/* Overrides are applied after the file, in command-line order. */
+	struct { const char *key, *val; } sets[64];
+	static char setbuf[64][512];
+	size_t nsets = 0;
+	const char *path = NULL;
+	bool check = false, dump = false;
+	static struct agent_config cfg;
+	char err[512];
+	int opt, r;
+
+	while ((opt = getopt_long(argc, argv, "c:hV", opts, NULL)) != -1) {
+		const char *key = NULL;
+
+		switch (opt) {
+		case 'c': path = optarg; break;
+		case OPT_BROKER: key = "agent.broker"; break;
+		case OPT_FLEET: key = "agent.fleet"; break;
+		case OPT_ID: key = "agent.id"; break;
+		case OPT_LOG: key = "agent.log_level"; break;
+		case OPT_SCORELOG: key = "agent.score_log"; break;
+		case OPT_SET: {
+			char *eq;
+
+			if (nsets >= FV_ARRAY_SIZE(sets) ||
+			    fv_strlcpy(setbuf[nsets], optarg, sizeof(setbuf[0])) < 0 ||
+			    !(eq = strchr(setbuf[nsets], '='))) {
+				fprintf(stderr, "fedvigil-agent: --set '%s': expected SECTION.KEY=VALUE\n",
+					optarg);
+				return 2;
+			}
+			*eq = '\0';
+			sets[nsets].key = setbuf[nsets];
+			sets[nsets].val = eq + 1;
+			nsets++;
+			break;
+		}
+		case OPT_CHECK: check = true; break;
+		case OPT_DUMP: dump = true; break;
+		case 'h': usage(stdout); return 0;
+		case 'V': printf("fedvigil-agent %s\n", FV_VERSION); return 0;
+		default: usage(stderr); return 2;
+		}
+		if (key) {
+			if (nsets >= FV_ARRAY_SIZE(sets)) {
+				fprintf(stderr, "fedvigil-agent: too many overrides\n");
+				return 2;
+			}
+			sets[nsets].key = key;
+			sets[nsets].val = optarg;
+			nsets++;
+		}
+	}
+	if (optind < argc) {
+		fprintf(stderr, "fedvigil-agent: unexpected argument '%s' (see --help)\n", argv[optind]);
+		return 2;
+	}
+	r = agent_config_load(&cfg, path, err, sizeof(err));
+	if (r < 0) {
+		fprintf(stderr, "fedvigil-agent: %s\n", err);
+		return 2;
+	}
+	for (size_t i = 0; i < nsets; i++)
+		if (fv_cfg_set(agent_cfg_keys, agent_cfg_nkeys, &cfg, sets[i].key, sets[i].val, err,
+			       sizeof(err)) < 0) {
+			fprintf(stderr, "fedvigil-agent: %s\n", err);
+			return 2;
+		}
+	if (agent_config_check(&cfg, err, sizeof(err)) < 0) {
+		fprintf(stderr, "fedvigil-agent: %s%s%s\n", path ? path : "", path ? ": " : "", err);
+		return 2;
+	}
+	if (dump) {
+		fv_cfg_dump(agent_cfg_keys, agent_cfg_nkeys, &cfg, stdout);
+		dump_channels(&cfg);
+		return 0;
+	}
+	if (check) {
+		printf("%s: OK (%u channels)\n", path ? path : "configuration", cfg.n_channels);
+		return 0;
+	}
+
+	fv_log_setup((enum fv_log_level)(cfg.log_level + FV_LOG_ERR), "fedvigil-agent");
+	struct sigaction sa = { .sa_handler = on_signal };
+	sigemptyset(&sa.sa_mask);
+	sigaction(SIGTERM, &sa, NULL);
+	sigaction(SIGINT, &sa, NULL);
+	signal(SIGPIPE, SIG_IGN);
+
+	struct agent *a = agent_new(&cfg);
+	if (!a) {
+		fv_log(FV_LOG_ERR, "cannot start the agent (see above)");
+		return 1;
+	}
+	r = agent_run(a, &stop_requested);
+	agent_free(a);
+	fv_log(FV_LOG_NOTICE, "stopped");
+	return r;
+}
