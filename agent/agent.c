@@ -13,6 +13,7 @@
 
 #define MAX_TICKS_PER_MSG 100000
 #define TRAIN_MAX_BATCH 1024
+#define MAX_EPOCHS 1000
 
 /* Recent complete vectors (the local training set). A vector is "bad" when
  * it belonged to a window that scored above the threshold or fell inside an
@@ -250,8 +251,18 @@ static void on_model(struct agent *a, const struct fv_mqtt_msg *m)
 	struct fv_global g;
 	int r;
 
-	if (m->len == 0)
-		return; /* retained model cleared */
+	if (m->len == 0) {
+		/* The coordinator started over (fresh state or --reset): forget
+		 * the model so that its new version 1 is accepted. */
+		if (a->have_model) {
+			fv_log(FV_LOG_NOTICE, "global model cleared by the coordinator; dropping v%" PRIu64,
+			       a->gm.version);
+			drop_model_objects(a);
+			fv_global_clear(&a->gm);
+			a->have_model = false;
+		}
+		return;
+	}
 	r = fv_global_decode(m->payload, m->len, a->cfg.fleet, &g);
 	if (r < 0) {
 		a->n_model_rejected++;
@@ -419,7 +430,8 @@ static void do_train_round(struct agent *a)
 	fv_model_set_params(tm, a->gm.params, P);
 	fv_model_adam_reset(tm);
 	ao.lr = hp->lr;
-	r = fv_model_train(tm, x, N, hp->epochs, batch, &ao, hp->seed, &loss);
+	/* The announcement comes from the network: bound the work it asks for. */
+	r = fv_model_train(tm, x, N, FV_MIN(hp->epochs, MAX_EPOCHS), batch, &ao, hp->seed, &loss);
 	if (r < 0 || !isfinite(loss)) {
 		fv_log(FV_LOG_ERR, "round %" PRIu64 ": local training failed: %s", a->ann.h.round,
 		       r < 0 ? fv_strerror(r) : "loss is not finite");

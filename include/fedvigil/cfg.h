@@ -49,7 +49,8 @@ int fv_cfg_load(const struct fv_cfg_key *tab, size_t n, void *obj, const char *p
  * Same validation and error wording (with "command line" for the place). */
 int fv_cfg_set(const struct fv_cfg_key *tab, size_t n, void *obj, const char *dotted,
 	       const char *value, char *err, size_t errlen);
-/* Print "  section.name  (type, default X, range)  help" lines. */
+/* Print two lines per key: "  section.name  (type range, default X)" and
+ * the help text indented below it. */
 void fv_cfg_print_help(const struct fv_cfg_key *tab, size_t n, FILE *out);
 /* Print the effective configuration as an INI file. */
 void fv_cfg_dump(const struct fv_cfg_key *tab, size_t n, const void *obj, FILE *out);

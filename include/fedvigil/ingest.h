@@ -28,7 +28,13 @@ int fv_payload_format_parse(const char *s, enum fv_payload_format *ret);
 /* Parse one sensor payload. *ret_ts_ms = -1 when the payload carries no
  * timestamp. Errors: -E2BIG (len > FV_MAX_SENSOR_PAYLOAD), -EBADMSG (not a
  * number / not JSON / path missing / wrong type), -ERANGE (NaN or Inf).
- * Never reads past buf+len (payloads are not NUL-terminated). */
+ * Never reads past buf+len (payloads are not NUL-terminated).
+ * Details: a JSON value may be a number, or true/false (1/0); strings are
+ * -EBADMSG. Values beyond float range are -ERANGE (they become Inf in the
+ * vector). A ts_path absent from the payload (or null) gives -1; a numeric
+ * timestamp is always ms (never guessed to be seconds), a string ISO-8601;
+ * a negative or post-9999 one is -ERANGE. A malformed path in the spec is
+ * -EINVAL. Paths: "$", "$.a.b" or "a.b" (object members only). */
 int fv_payload_parse(const struct fv_payload_spec *spec, const void *buf, size_t len,
 		     double *ret_value, int64_t *ret_ts_ms);
 
@@ -57,7 +63,12 @@ int fv_align_sample(struct fv_align *a, float *ret_vec, int64_t *ret_tick_ms);
 /* Data-clock helper: a reading stamped ts_ms has arrived; returns how many
  * ticks are now due (ticks strictly before ts_ms), capped at `max`. When the
  * gap is longer than max_age_ms the clock skips ahead (those ticks could
- * only be incomplete) and the skipped count goes to *ret_skipped. */
+ * only be incomplete) and the skipped count goes to *ret_skipped.
+ * Precisely: on a gap (more than one surely-incomplete tick) or above `max`,
+ * the due ticks are those that may still be complete plus one, and the last
+ * of them always samples as -ENODATA (a gap marker, so windows never span
+ * the gap); after it the clock jumps to the first tick >= ts_ms. The
+ * wall-clock mode uses the same call with now as ts_ms. */
 uint32_t fv_align_due(struct fv_align *a, int64_t ts_ms, uint32_t max, uint64_t *ret_skipped);
 
 /* ---- windows: W vectors, one every S vectors ---- */

@@ -72,10 +72,15 @@ void fv_mqtt_free(struct fv_mqtt *c, int timeout_ms);
 /* Start connecting; returns at once. Failure to reach the broker is not an
  * error: the client keeps retrying with backoff. -EINVAL on bad URI. */
 int fv_mqtt_start(struct fv_mqtt *c);
-/* Register a subscription (renewed at every connect; sent now if connected). */
+/* Register a subscription (renewed at every connect; sent now if connected).
+ * -EINVAL for a malformed filter ('+'/'#' not whole levels) or QoS. */
 int fv_mqtt_subscribe(struct fv_mqtt *c, const char *filter, int qos);
-/* Publish. -ENOTCONN when disconnected and the offline buffer is full,
- * -EIO when Paho refuses. */
+/* Publish (payload copied; NULL allowed when len is 0). Buffered while
+ * disconnected, also before the first connect. -ENOTCONN when disconnected
+ * and the offline buffer is full, or after fv_mqtt_disconnect(); -ENOBUFS
+ * when connected but the buffer is full (transient); -EINVAL for a bad
+ * topic (empty, wildcards) or QoS; -E2BIG over 256 MiB; -EIO when Paho
+ * refuses otherwise. */
 int fv_mqtt_publish(struct fv_mqtt *c, const char *topic, const void *payload, size_t len,
 		    int qos, bool retain);
 bool fv_mqtt_connected(const struct fv_mqtt *c);
@@ -90,7 +95,8 @@ enum fv_mqtt_event fv_mqtt_next(struct fv_mqtt *c, struct fv_mqtt_msg *ret_msg);
 void fv_mqtt_get_stats(const struct fv_mqtt *c, struct fv_mqtt_stats *ret);
 
 /* Disconnect cleanly (no LWT), waiting up to timeout_ms for in-flight
- * publishes. */
+ * publishes; stops reconnecting. 0, -ENOTCONN when not connected (returns
+ * at once), -ETIMEDOUT when publishes were still unacknowledged. */
 int fv_mqtt_disconnect(struct fv_mqtt *c, int timeout_ms);
 
 #endif

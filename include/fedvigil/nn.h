@@ -46,14 +46,16 @@ int fv_model_hidden_parse(const char *s, uint32_t *hidden, uint32_t max);
 int fv_model_spec_validate(const struct fv_model_spec *spec);
 /* Number of parameters (weights + biases). */
 size_t fv_model_spec_nparams(const struct fv_model_spec *spec);
-/* Bytes fv_model_new() would allocate for this spec and batch size. */
+/* Bytes fv_model_new() would allocate for this spec and batch size; 0 if the
+ * spec is invalid or max_batch is 0, SIZE_MAX if it overflows. */
 size_t fv_model_spec_bytes(const struct fv_model_spec *spec, uint32_t max_batch);
 
 struct fv_model;
 
 /* Allocate a model (params, grads, Adam moments, activations for up to
  * max_batch samples). Parameters are zero until fv_model_init() or
- * fv_model_set_params(). Caller owns the result; NULL on -ENOMEM/bad spec. */
+ * fv_model_set_params(). Caller owns the result; NULL on -ENOMEM/bad spec
+ * (errno ENOMEM or EINVAL). forward/grad/score/adam_step never allocate. */
 struct fv_model *fv_model_new(const struct fv_model_spec *spec, uint32_t max_batch);
 void fv_model_free(struct fv_model *m);
 
@@ -94,7 +96,10 @@ void fv_model_adam_step(struct fv_model *m, const struct fv_adam_opts *o);
 
 /* Train `epochs` passes over data (N, in) in shuffled mini-batches of
  * `batch` (<= max_batch), shuffling with seed. *ret_loss gets the mean loss
- * of the last epoch. Deterministic for equal inputs. */
+ * of the last epoch. Deterministic for equal inputs. A last partial batch is
+ * used. epochs == 0 only evaluates the loss. -EINVAL on bad sizes or Adam
+ * options, -ERANGE (before touching the model) if data holds NaN/Inf,
+ * -ENOMEM if the shuffle index (N size_t, the only allocation) fails. */
 int fv_model_train(struct fv_model *m, const float *data, size_t N, uint32_t epochs,
 		   uint32_t batch, const struct fv_adam_opts *o, uint64_t seed,
 		   float *ret_loss);

@@ -16,9 +16,26 @@ static const char *const level_names[] = {
 	[FV_LOG_INFO] = "info",	    [FV_LOG_DEBUG] = "debug",
 };
 
+/* systemd sets JOURNAL_STREAM to "dev:ino" of the stream stderr is
+ * connected to; only then are <N> prefixes understood. */
+static int stderr_is_journal(void)
+{
+	const char *js = getenv("JOURNAL_STREAM");
+	unsigned long long dev, ino;
+	struct stat st;
+
+	if (!js || sscanf(js, "%llu:%llu", &dev, &ino) != 2)
+		return 0;
+	if (fstat(STDERR_FILENO, &st) < 0)
+		return 0;
+	return st.st_dev == dev && st.st_ino == ino;
+}
+
 void fv_log_setup(enum fv_log_level max, const char *tag)
 {
 	log_max = max;
+	/* Decided here, on the main thread, before Paho's thread can log. */
+	log_journal = stderr_is_journal();
 	if (tag)
 		fv_strlcpy(log_tag, tag, sizeof(log_tag));
 }
@@ -47,21 +64,6 @@ const char *fv_log_level_name(enum fv_log_level level)
 bool fv_log_enabled(enum fv_log_level level)
 {
 	return level <= log_max;
-}
-
-/* systemd sets JOURNAL_STREAM to "dev:ino" of the stream stderr is
- * connected to; only then are <N> prefixes understood. */
-static int stderr_is_journal(void)
-{
-	const char *js = getenv("JOURNAL_STREAM");
-	unsigned long long dev, ino;
-	struct stat st;
-
-	if (!js || sscanf(js, "%llu:%llu", &dev, &ino) != 2)
-		return 0;
-	if (fstat(STDERR_FILENO, &st) < 0)
-		return 0;
-	return st.st_dev == dev && st.st_ino == ino;
 }
 
 void fv_log(enum fv_log_level level, const char *fmt, ...)

@@ -23,13 +23,13 @@ fleet_write_coordinator() {
 		echo "rounds = $rounds"
 		echo "min_agents = $min_agents"
 		echo "deadline_ms = 20000"
-		echo "interval_ms = 300"
+		echo "interval_ms = ${FV_ROUND_INTERVAL_MS:-4500}"
 		echo "epochs = 3"
 		echo "lr = 0.002"
 		echo "min_samples = 150"
 		echo "[threshold]"
 		echo "percentile = 99.5"
-		echo "margin = 1.5"
+		echo "margin = 3"
 		for l in "$@"; do echo "$l"; done
 	} > "$FV_TMP/coordinator.ini"
 }

@@ -44,7 +44,7 @@ grep '"kind":"train"' "$FV_TMP/metrics.log" | while IFS= read -r l; do
 done
 
 # The loss falls from the first training round to the last.
-first=$(grep '"kind":"train"' "$FV_TMP/metrics.log" | head -1)
+first=$(grep -m1 '"kind":"train"' "$FV_TMP/metrics.log")
 last=$(grep '"kind":"train"' "$FV_TMP/metrics.log" | tail -1)
 l0=$(json_field loss "$first"); l1=$(json_field loss "$last")
 echo "loss: first round $l0, last round $l1"
@@ -65,7 +65,7 @@ awk -v t="$thr" 'BEGIN { exit !(t > 0) }' || fv_fail "no threshold in the last r
 raised=$(grep -c '"state":"raised"' "$FV_TMP/alerts.log" || true)
 echo "alerts raised: $raised"
 [ "$raised" -ge 1 ] || fv_fail "no alert raised"
-a=$(grep '"state":"raised"' "$FV_TMP/alerts.log" | head -1)
+a=$(grep -m1 '"state":"raised"' "$FV_TMP/alerts.log")
 for f in fleet agent start end score threshold model_version channels; do
 	grep -q "\"$f\"" <<<"$a" || fv_fail "alert lacks field $f: $a"
 done

@@ -1,0 +1,137 @@
+/* fedvigil-coordinator configuration: every key declared once, here.
+ * The table drives loading, validation, --help, --dump-config and the
+ * documentation in deploy/coordinator.ini and docs/coordinator.md. */
+#include <errno.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "coord.h"
+
+static const char *const level_names[] = { "err", "warning", "notice", "info", "debug", NULL };
+/* Order matches enum fv_act, so the index is the activation. */
+static const char *const act_names[] = { "linear", "relu", "tanh", "sigmoid", NULL };
+
+#define FIELD(f) offsetof(struct coord_config, f), sizeof(((struct coord_config *)0)->f)
+#define K_STR(sec, key, f, def, help) \
+	{ sec, key, FV_CFG_STR, def, 0, 0, NULL, FIELD(f), help }
+#define K_INT(sec, key, f, def, lo, hi, help) \
+	{ sec, key, FV_CFG_INT, def, lo, hi, NULL, FIELD(f), help }
+#define K_DBL(sec, key, f, def, lo, hi, help) \
+	{ sec, key, FV_CFG_DOUBLE, def, lo, hi, NULL, FIELD(f), help }
+#define K_ENUM(sec, key, f, def, names, help) \
+	{ sec, key, FV_CFG_ENUM, def, 0, 0, names, FIELD(f), help }
+
+/* 2^53 - 1: the largest integer a double bound holds exactly. */
+#define SEED_MAX 9007199254740991.0
+
+const struct fv_cfg_key coord_cfg_keys[] = {
+	K_STR("coordinator", "id", id, "coordinator",
+	      "MQTT client id and sender name ([A-Za-z0-9_.-], 1..63)"),
+	K_STR("coordinator", "fleet", fleet, "default",
+	      "fleet name: topics live under fedvigil/v1/<fleet>/"),
+	K_STR("coordinator", "broker", broker, "tcp://127.0.0.1:1883",
+	      "MQTT broker URI (tcp://, mqtt://, ssl://)"),
+	K_STR("coordinator", "username", username, "", "MQTT user name (empty: none)"),
+	K_STR("coordinator", "password", password, "", "MQTT password (empty: none)"),
+	K_STR("coordinator", "state_dir", state_dir, "/var/lib/fedvigil",
+	      "directory of coordinator.state (created if missing)"),
+	K_ENUM("coordinator", "log_level", log_level, "info", level_names,
+	       "most verbose level logged"),
+
+	K_INT("model", "window", window, "10", 1, 1024, "W: sample vectors per window"),
+	K_INT("model", "stride", stride, "1", 1, 1024, "S: vectors between window starts"),
+	K_INT("model", "channels", channels, "5", 1, 256, "C: channels per vector"),
+	K_STR("model", "hidden", hidden, "32,8,32",
+	      "hidden layer widths of the autoencoder (input = window*channels)"),
+	K_ENUM("model", "activation", activation, "tanh", act_names,
+	       "activation of the hidden layers"),
+	K_ENUM("model", "output_activation", output_activation, "linear", act_names,
+	       "activation of the output layer"),
+	K_INT("model", "seed", seed, "1", 0, SEED_MAX,
+	      "seed of the initial weights, agent selection and local shuffling"),
+
+	K_INT("round", "rounds", rounds, "0", 0, 1e9,
+	      "training rounds to run, then idle (0 = unlimited)"),
+	K_INT("round", "min_agents", min_agents, "1", 1, FV_MAX_SELECTED,
+	      "live agents needed before the statistics round; minimum selection"),
+	K_DBL("round", "fraction", fraction, "1.0", 0.001, 1.0,
+	      "share of live agents selected per round"),
+	K_DBL("round", "quorum", quorum, "1.0", 0.001, 1.0,
+	      "share of selected agents whose updates close a round at its deadline"),
+	K_INT("round", "deadline_ms", deadline_ms, "30000", 100, 86400000,
+	      "round deadline, and the length of each extension"),
+	K_INT("round", "interval_ms", interval_ms, "1000", 0, 86400000,
+	      "pause between the close of a round and the next announcement"),
+	K_INT("round", "epochs", epochs, "3", 1, 1000, "local epochs per round"),
+	K_INT("round", "batch", batch, "32", 1, 4096, "local mini-batch size"),
+	K_DBL("round", "lr", lr, "0.001", 1e-7, 10.0, "local Adam learning rate"),
+	K_INT("round", "min_samples", min_samples, "64", 1, 100000000,
+	      "windows an agent needs before it answers a round"),
+	K_INT("round", "max_extensions", max_extensions, "3", 0, 1000,
+	      "deadline extensions when the quorum is not reached"),
+
+	K_DBL("threshold", "percentile", percentile, "99.5", 50.0, 100.0,
+	      "percentile of the merged normal-score histogram"),
+	K_DBL("threshold", "margin", margin, "1.0", 0.1, 100.0,
+	      "alert threshold = percentile score * margin"),
+};
+
+const size_t coord_cfg_nkeys = FV_ARRAY_SIZE(coord_cfg_keys);
+
+int coord_config_defaults(struct coord_config *c, char *err, size_t errlen)
+{
+	memset(c, 0, sizeof(*c));
+	return fv_cfg_defaults(coord_cfg_keys, coord_cfg_nkeys, c, err, errlen);
+}
+
+int coord_config_finish(struct coord_config *c, char *err, size_t errlen)
+{
+	uint32_t hidden[FV_NN_MAX_LAYERS];
+	uint32_t input;
+	int n, r;
+
+	if (!fv_name_valid(c->fleet)) {
+		snprintf(err, errlen,
+			 "coordinator.fleet = '%s': not a valid name (1..63 of [A-Za-z0-9_.-])",
+			 c->fleet);
+		return -EINVAL;
+	}
+	if (!fv_name_valid(c->id)) {
+		snprintf(err, errlen,
+			 "coordinator.id = '%s': not a valid name (1..63 of [A-Za-z0-9_.-])",
+			 c->id);
+		return -EINVAL;
+	}
+	if (!c->broker[0]) {
+		snprintf(err, errlen, "coordinator.broker is empty");
+		return -EINVAL;
+	}
+	if (!c->state_dir[0]) {
+		snprintf(err, errlen, "coordinator.state_dir is empty");
+		return -EINVAL;
+	}
+	n = fv_model_hidden_parse(c->hidden, hidden, FV_NN_MAX_LAYERS - 1);
+	if (n <= 0) {
+		snprintf(err, errlen,
+			 "model.hidden = '%s': not a list of 1..%d layer widths like \"32,8,32\"",
+			 c->hidden, FV_NN_MAX_LAYERS - 1);
+		return -EINVAL;
+	}
+	/* window <= 1024 and channels <= 256: the product cannot overflow. */
+	input = (uint32_t)(c->window * c->channels);
+	r = fv_model_spec_autoencoder(input, hidden, (uint32_t)n, (enum fv_act)c->activation,
+				      (enum fv_act)c->output_activation, &c->spec);
+	if (r >= 0)
+		r = fv_model_spec_validate(&c->spec);
+	if (r < 0) {
+		snprintf(err, errlen,
+			 "[model] window*channels = %u with hidden = '%s': %s (widths 1..%d, "
+			 "at most %u parameters)",
+			 input, c->hidden, fv_strerror(r), FV_NN_MAX_WIDTH,
+			 (unsigned)FV_NN_MAX_PARAMS);
+		return -EINVAL;
+	}
+	c->level = (enum fv_log_level)(FV_LOG_ERR + c->log_level);
+	return 0;
+}

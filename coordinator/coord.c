@@ -1,0 +1,1034 @@
+/* fedvigil-coordinator round machine.
+ *
+ * Everything here runs on the main thread: main.c feeds MQTT events and
+ * messages in and calls coord_tick() for the timers. One round is open at a
+ * time:
+ *
+ *   WAIT_AGENTS --enough live--> COLLECT --close--> PAUSE --interval--> ...
+ *                                   |  ^                  \--rounds done--> FINISHED
+ *                          deadline |  | extend / restart
+ *                                   \--/
+ *
+ * Round 0 is the statistics round (federated normalisation); it produces
+ * model version 1. Training round R >= 1 is based on the current version and
+ * produces version + 1. After each close the state is persisted before the
+ * model is published, so a restart never goes back behind what agents saw. */
+#include <errno.h>
+#include <inttypes.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include <cjson/cJSON.h>
+
+#include "coord.h"
+#include "fedvigil/fl.h"
+#include "fedvigil/mqtt.h"
+#include "fedvigil/version.h"
+#include "round.h"
+
+#define STATE_FILE "coordinator.state"
+/* A state file holds one model plus a small header. */
+#define STATE_MAX_BYTES (FV_MAX_MSG_BYTES + 4096)
+/* Agent state payloads are tiny JSON objects; larger ones are not parsed. */
+#define AGENT_STATE_MAX 4096
+/* Weights above this are clamped: one agent cannot claim 2^64 windows. */
+#define WEIGHT_MAX (1ull << 40)
+/* After a (re)connect the broker replays the retained agent states; wait
+ * this long before selecting, so a round does not start with the first
+ * agent that happened to arrive. */
+#define SETTLE_MS 500
+
+struct coord {
+	const struct coord_config *cfg; /* borrowed */
+	struct fv_mqtt *mqtt;           /* borrowed; NULL = publish nothing */
+	char t_round[FV_TOPIC_MAX];     /* .../round */
+	char t_model[FV_TOPIC_MAX];     /* .../model */
+	char t_state[FV_TOPIC_MAX];     /* .../coord/state */
+	char t_metrics[FV_TOPIC_MAX];   /* .../coord/metrics */
+	char state_path[600];           /* <state_dir>/coordinator.state */
+
+	char (*live)[FV_NAME_MAX];      /* live agents, sorted, COORD_MAX_AGENTS */
+	uint32_t n_live;
+
+	bool have_model;                /* model is valid */
+	struct fv_global model;         /* current global model (owned) */
+
+	enum coord_phase phase;
+	uint64_t round;                 /* round being run (next to close) */
+	enum fv_round_kind kind;        /* its kind */
+	char (*sel)[FV_NAME_MAX];       /* selected agents, FV_MAX_SELECTED */
+	uint32_t n_sel;
+	struct fv_update *upd;          /* accepted updates (owned), cap_upd */
+	uint32_t n_upd, cap_upd;
+	uint32_t quorum_n;              /* answers that close at the deadline */
+	uint32_t extensions;            /* deadline extensions used */
+	int64_t start_mono;             /* first announcement of this round */
+	int64_t deadline_mono;          /* current deadline, monotonic */
+	int64_t deadline_wall;          /* the same, wall clock (announced) */
+	int64_t pause_until;            /* COORD_PAUSE: next round starts then */
+	bool wait_logged;               /* "waiting for agents" said once */
+	bool connected;                 /* coord_on_connected() seen */
+	int64_t settle_until;           /* no new selection before (monotonic) */
+	uint64_t rejected[FV_REJ__MAX]; /* rejections since the last close */
+	struct fv_ratelimit rl;         /* bounds rejection log lines */
+};
+
+/* ---- publishing ---- */
+
+static void publish(struct coord *co, const char *topic, const void *buf, size_t len, int qos,
+		    bool retain)
+{
+	int r;
+
+	/* While disconnected nothing is sent: coord_on_connected()
+	 * republishes every retained topic, and metrics are QoS 0 anyway. */
+	if (!co->mqtt || !fv_mqtt_connected(co->mqtt)) {
+		fv_log(FV_LOG_DEBUG, "not connected: %s (%zu bytes) not published", topic, len);
+		return;
+	}
+	r = fv_mqtt_publish(co->mqtt, topic, buf, len, qos, retain);
+	if (r < 0)
+		fv_log(FV_LOG_WARNING, "publish to %s (%zu bytes) failed: %s", topic, len,
+		       fv_strerror(r));
+}
+
+static void publish_json(struct coord *co, const char *topic, cJSON *obj, int qos, bool retain)
+{
+	char *text = cJSON_PrintUnformatted(obj);
+
+	if (!text) {
+		fv_log(FV_LOG_ERR, "out of memory formatting JSON for %s", topic);
+		return;
+	}
+	publish(co, topic, text, strlen(text), qos, retain);
+	cJSON_free(text);
+}
+
+static void publish_birth(struct coord *co)
+{
+	cJSON *o = cJSON_CreateObject();
+
+	if (!o)
+		return;
+	cJSON_AddStringToObject(o, "state", "online");
+	cJSON_AddStringToObject(o, "id", co->cfg->id);
+	cJSON_AddStringToObject(o, "fleet", co->cfg->fleet);
+	cJSON_AddStringToObject(o, "version", FV_VERSION);
+	publish_json(co, co->t_state, o, 1, true);
+	cJSON_Delete(o);
+}
+
+const char *coord_offline_payload(void)
+{
+	return "{\"state\":\"offline\"}";
+}
+
+void coord_publish_offline(struct coord *co)
+{
+	const char *p = coord_offline_payload();
+
+	publish(co, co->t_state, p, strlen(p), 1, true);
+}
+
+static void fill_hdr(const struct coord *co, struct fv_hdr *h, uint64_t round, uint64_t base)
+{
+	h->schema = FV_SCHEMA_VERSION;
+	fv_strlcpy(h->fleet, co->cfg->fleet, sizeof(h->fleet));
+	fv_strlcpy(h->sender, co->cfg->id, sizeof(h->sender));
+	h->round = round;
+	h->base_version = base;
+	h->ts_ms = fv_now_wall_ms();
+}
+
+static uint64_t base_version(const struct coord *co)
+{
+	return co->kind == FV_ROUND_STATS || !co->have_model ? 0 : co->model.version;
+}
+
+static void publish_model(struct coord *co)
+{
+	uint8_t *buf = NULL;
+	size_t len = 0;
+	int r;
+
+	if (!co->have_model)
+		return;
+	r = fv_global_encode(&co->model, &buf, &len);
+	if (r < 0) {
+		fv_log(FV_LOG_ERR, "cannot encode model version %" PRIu64 ": %s",
+		       co->model.version, fv_strerror(r));
+		return;
+	}
+	publish(co, co->t_model, buf, len, 1, true);
+	free(buf);
+}
+
+static void publish_announce(struct coord *co)
+{
+	struct fv_announce a;
+	uint8_t *buf = NULL;
+	size_t len = 0;
+	int r;
+
+	memset(&a, 0, sizeof(a));
+	fill_hdr(co, &a.h, co->round, base_version(co));
+	a.kind = co->kind;
+	a.hp.epochs = (uint32_t)co->cfg->epochs;
+	a.hp.batch = (uint32_t)co->cfg->batch;
+	a.hp.lr = (float)co->cfg->lr;
+	a.hp.seed = (uint64_t)co->cfg->seed ^ co->round;
+	a.hp.min_windows = (uint32_t)co->cfg->min_samples;
+	a.deadline_ms = co->deadline_wall;
+	a.n_selected = co->n_sel;
+	a.selected = co->sel; /* borrowed: not cleared below */
+	r = fv_announce_encode(&a, &buf, &len);
+	if (r < 0) {
+		fv_log(FV_LOG_ERR, "cannot encode the announcement of round %" PRIu64 ": %s",
+		       co->round, fv_strerror(r));
+		return;
+	}
+	publish(co, co->t_round, buf, len, 1, true);
+	free(buf);
+}
+
+/* An empty retained payload deletes the retained announcement: no round is
+ * open (waiting for agents, or finished). */
+static void clear_announce(struct coord *co)
+{
+	publish(co, co->t_round, "", 0, 1, true);
+}
+
+/* ---- state file ---- */
+
+static int mkdir_p(const char *dir)
+{
+	char path[600];
+	size_t len;
+
+	if (fv_strlcpy(path, dir, sizeof(path)) < 0)
+		return -ENAMETOOLONG;
+	len = strlen(path);
+	for (size_t i = 1; i <= len; i++) {
+		if (path[i] != '/' && path[i] != '\0')
+			continue;
+		path[i] = '\0';
+		if (mkdir(path, 0750) < 0 && errno != EEXIST)
+			return -errno;
+		path[i] = i == len ? '\0' : '/';
+	}
+	return 0;
+}
+
+static int persist(struct coord *co)
+{
+	struct fv_coord_state st;
+	uint8_t *buf = NULL;
+	size_t len = 0;
+	int r;
+
+	memset(&st, 0, sizeof(st));
+	st.round = co->round;
+	st.kind = co->kind;
+	st.have_model = co->have_model;
+	if (co->have_model)
+		st.model = co->model; /* shallow: encode only reads it */
+	r = fv_state_encode(&st, &buf, &len);
+	if (r < 0) {
+		fv_log(FV_LOG_ERR, "cannot encode the coordinator state: %s", fv_strerror(r));
+		return r;
+	}
+	r = mkdir_p(co->cfg->state_dir);
+	if (r < 0)
+		fv_log(FV_LOG_ERR, "cannot create state directory %s: %s", co->cfg->state_dir,
+		       fv_strerror(r));
+	else if ((r = fv_file_write_atomic(co->state_path, buf, len)) < 0)
+		fv_log(FV_LOG_ERR, "cannot write %s: %s", co->state_path, fv_strerror(r));
+	free(buf);
+	return r;
+}
+
+/* Load the state file into co. 0 (also when there is none) or -errno with
+ * the reason logged. */
+static int load_state(struct coord *co)
+{
+	const struct coord_config *cfg = co->cfg;
+	struct fv_coord_state st;
+	void *buf = NULL;
+	size_t len = 0;
+	int r;
+
+	r = fv_file_read(co->state_path, STATE_MAX_BYTES, &buf, &len);
+	if (r == -ENOENT) {
+		fv_log(FV_LOG_INFO, "no state file %s: starting with the statistics round",
+		       co->state_path);
+		return 0;
+	}
+	if (r < 0) {
+		fv_log(FV_LOG_ERR, "cannot read state file %s: %s", co->state_path,
+		       fv_strerror(r));
+		return r;
+	}
+	memset(&st, 0, sizeof(st));
+	r = fv_state_decode(buf, len, &st);
+	free(buf);
+	if (r < 0) {
+		fv_log(FV_LOG_ERR,
+		       "state file %s is corrupt: %s; refusing to start (move it away, or "
+		       "run with --reset to start over from the statistics round)",
+		       co->state_path, fv_strerror(r));
+		return r;
+	}
+	r = -EINVAL;
+	if (st.kind != FV_ROUND_STATS && st.kind != FV_ROUND_TRAIN) {
+		fv_log(FV_LOG_ERR, "state file %s: unknown round kind %d", co->state_path,
+		       (int)st.kind);
+		goto fail;
+	}
+	if (st.kind == FV_ROUND_TRAIN && !st.have_model) {
+		fv_log(FV_LOG_ERR, "state file %s: training round %" PRIu64 " without a model",
+		       co->state_path, st.round);
+		goto fail;
+	}
+	if (st.have_model) {
+		const struct fv_global *m = &st.model;
+
+		if (strcmp(m->h.fleet, cfg->fleet) != 0) {
+			fv_log(FV_LOG_ERR,
+			       "state file %s belongs to fleet '%s' but coordinator.fleet = '%s'",
+			       co->state_path, m->h.fleet, cfg->fleet);
+			goto fail;
+		}
+		if (m->window != (uint32_t)cfg->window) {
+			fv_log(FV_LOG_ERR,
+			       "state file %s: the model has window = %u but [model] window = %lld "
+			       "(restore the config, or --reset to train a new model)",
+			       co->state_path, m->window, cfg->window);
+			goto fail;
+		}
+		if (m->n_channels != (uint32_t)cfg->channels) {
+			fv_log(FV_LOG_ERR,
+			       "state file %s: the model has channels = %u but [model] channels = "
+			       "%lld (restore the config, or --reset to train a new model)",
+			       co->state_path, m->n_channels, cfg->channels);
+			goto fail;
+		}
+		if (memcmp(&m->spec, &cfg->spec, sizeof(m->spec)) != 0)
+			fv_log(FV_LOG_WARNING,
+			       "the persisted model's layers differ from [model] hidden/activation; "
+			       "keeping the persisted model (--reset to build a new one)");
+		co->model = st.model;
+		memset(&st.model, 0, sizeof(st.model)); /* ownership moved */
+		co->have_model = true;
+	}
+	co->round = st.round;
+	co->kind = st.kind;
+	fv_state_clear(&st);
+	fv_log(FV_LOG_NOTICE, "resuming %s round %" PRIu64 " (model version %" PRIu64 ") from %s",
+	       co->kind == FV_ROUND_STATS ? "statistics" : "training", co->round,
+	       co->have_model ? co->model.version : 0, co->state_path);
+	return 0;
+fail:
+	fv_state_clear(&st);
+	return r;
+}
+
+/* ---- live agents ---- */
+
+static void agent_set(struct coord *co, const char *name, bool online)
+{
+	uint32_t lo = 0, hi = co->n_live;
+
+	while (lo < hi) {
+		uint32_t mid = lo + (hi - lo) / 2;
+		int c = strcmp(co->live[mid], name);
+
+		if (c == 0) {
+			lo = mid;
+			break;
+		}
+		if (c < 0)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	if (lo < co->n_live && strcmp(co->live[lo], name) == 0) {
+		if (online)
+			return;
+		memmove(co->live[lo], co->live[lo + 1],
+			(size_t)(co->n_live - lo - 1) * FV_NAME_MAX);
+		co->n_live--;
+		fv_log(FV_LOG_INFO, "agent %s offline (%u live)", name, co->n_live);
+		return;
+	}
+	if (!online)
+		return;
+	if (co->n_live >= COORD_MAX_AGENTS) {
+		uint64_t sup = 0;
+
+		if (fv_ratelimit_ok(&co->rl, &sup))
+			fv_log(FV_LOG_WARNING, "agent %s ignored: already %u live agents (max)",
+			       name, co->n_live);
+		return;
+	}
+	memmove(co->live[lo + 1], co->live[lo], (size_t)(co->n_live - lo) * FV_NAME_MAX);
+	fv_strlcpy(co->live[lo], name, FV_NAME_MAX);
+	co->n_live++;
+	fv_log(FV_LOG_INFO, "agent %s online (%u live)", name, co->n_live);
+}
+
+/* Retained JSON birth {"state":"online",...}; the LWT or a clean exit says
+ * {"state":"offline"}; an empty retained payload means the agent is gone.
+ * Anything unparseable counts as not live. */
+static bool state_is_online(const void *payload, size_t len)
+{
+	const cJSON *st;
+	cJSON *o;
+	bool on;
+
+	if (len == 0 || len > AGENT_STATE_MAX)
+		return false;
+	o = cJSON_ParseWithLength(payload, len);
+	if (!o)
+		return false;
+	st = cJSON_GetObjectItemCaseSensitive(o, "state");
+	on = cJSON_IsString(st) && strcmp(st->valuestring, "online") == 0;
+	cJSON_Delete(o);
+	return on;
+}
+
+/* ---- rounds ---- */
+
+static void clear_updates(struct coord *co)
+{
+	for (uint32_t i = 0; i < co->n_upd; i++)
+		fv_update_clear(&co->upd[i]);
+	co->n_upd = 0;
+}
+
+static const char *kind_name(enum fv_round_kind k)
+{
+	return k == FV_ROUND_STATS ? "stats" : "train";
+}
+
+/* Select (keeping agents that already answered) and announce. -ENODATA
+ * when nobody could be selected (nothing announced), -ENOMEM. */
+static int select_and_announce(struct coord *co, int64_t now)
+{
+	char (*keep)[FV_NAME_MAX] = NULL;
+	char list[256];
+	size_t off = 0;
+	int n;
+
+	if (co->n_upd) {
+		keep = malloc((size_t)co->n_upd * FV_NAME_MAX);
+		if (!keep)
+			return -ENOMEM;
+		for (uint32_t i = 0; i < co->n_upd; i++)
+			memcpy(keep[i], co->upd[i].h.sender, FV_NAME_MAX);
+	}
+	n = round_select((const char (*)[FV_NAME_MAX])co->live, co->n_live,
+			 (const char (*)[FV_NAME_MAX])keep, co->n_upd,
+			 (uint32_t)co->cfg->min_agents, co->cfg->fraction,
+			 (uint64_t)co->cfg->seed, co->round, co->sel);
+	free(keep);
+	if (n < 0)
+		return n;
+	/* An empty list would mean "every live agent" on the wire. */
+	if (n == 0)
+		return -ENODATA;
+	co->n_sel = (uint32_t)n;
+	if (co->cap_upd < co->n_sel) {
+		struct fv_update *u = realloc(co->upd, sizeof(*u) * co->n_sel);
+
+		if (!u)
+			return -ENOMEM;
+		co->upd = u;
+		co->cap_upd = co->n_sel;
+	}
+	co->quorum_n = round_quorum(co->n_sel, co->cfg->quorum);
+	co->deadline_mono = now + co->cfg->deadline_ms;
+	co->deadline_wall = fv_now_wall_ms() + co->cfg->deadline_ms;
+	co->phase = COORD_COLLECT;
+	publish_announce(co);
+
+	list[0] = '\0';
+	for (uint32_t i = 0; i < co->n_sel && off < sizeof(list) - 1; i++) {
+		int w = snprintf(list + off, sizeof(list) - off, "%s%s", i ? "," : "",
+				 co->sel[i]);
+
+		if (w < 0 || (size_t)w >= sizeof(list) - off) {
+			snprintf(list + (sizeof(list) > 4 ? sizeof(list) - 4 : 0), 4, "...");
+			break;
+		}
+		off += (size_t)w;
+	}
+	fv_log(FV_LOG_INFO,
+	       "round %" PRIu64 " (%s, base version %" PRIu64 ") announced: %u of %u live "
+	       "agents selected [%s], quorum %u, deadline in %lld ms",
+	       co->round, kind_name(co->kind), base_version(co), co->n_sel, co->n_live, list,
+	       co->quorum_n, co->cfg->deadline_ms);
+	return 0;
+}
+
+static void finish(struct coord *co)
+{
+	co->phase = COORD_FINISHED;
+	fv_log(FV_LOG_NOTICE, "training finished after %lld rounds", co->cfg->rounds);
+	clear_announce(co);
+}
+
+/* Start co->round from selection (a fresh round, or a restart). */
+static void start_round(struct coord *co, int64_t now)
+{
+	uint32_t need;
+	int r;
+
+	if (co->kind == FV_ROUND_TRAIN && co->cfg->rounds > 0 &&
+	    co->round > (uint64_t)co->cfg->rounds) {
+		finish(co);
+		return;
+	}
+	clear_updates(co);
+	co->n_sel = 0;
+	co->extensions = 0;
+	/* The statistics round waits for min_agents; later rounds run with
+	 * whoever is live (the selection is capped at the live count). */
+	need = co->kind == FV_ROUND_STATS ? (uint32_t)co->cfg->min_agents : 1;
+	if (!co->connected || now < co->settle_until) {
+		co->phase = COORD_WAIT_AGENTS;
+		return;
+	}
+	if (co->n_live < need) {
+		if (!co->wait_logged)
+			fv_log(FV_LOG_NOTICE,
+			       "round %" PRIu64 ": waiting for %u live agent(s), %u live",
+			       co->round, need, co->n_live);
+		co->wait_logged = true;
+		if (co->phase != COORD_WAIT_AGENTS)
+			clear_announce(co);
+		co->phase = COORD_WAIT_AGENTS;
+		return;
+	}
+	co->wait_logged = false;
+	co->start_mono = now;
+	r = select_and_announce(co, now);
+	if (r < 0) {
+		/* Only -ENOMEM gets here; try again on the next tick. */
+		fv_log(FV_LOG_ERR, "round %" PRIu64 ": selection failed: %s", co->round,
+		       fv_strerror(r));
+		co->phase = COORD_PAUSE;
+		co->pause_until = now + 1000;
+	}
+}
+
+static int cmp_update(const void *a, const void *b)
+{
+	const struct fv_update *x = a, *y = b;
+
+	return strcmp(x->h.sender, y->h.sender);
+}
+
+/* Statistics round: merged per-channel stats -> normalisation, plus the
+ * initial model (version 1, no threshold yet). */
+static int close_stats(struct coord *co)
+{
+	const struct coord_config *cfg = co->cfg;
+	uint32_t C = (uint32_t)cfg->channels;
+	struct fv_chstats *merged;
+	struct fv_global g;
+	struct fv_model *m = NULL;
+	int r = -ENOMEM;
+
+	memset(&g, 0, sizeof(g));
+	merged = calloc(C, sizeof(*merged));
+	g.mean = calloc(C, sizeof(float));
+	g.std = calloc(C, sizeof(float));
+	if (!merged || !g.mean || !g.std)
+		goto fail;
+	for (uint32_t c = 0; c < C; c++)
+		fv_chstats_init(&merged[c]);
+	for (uint32_t i = 0; i < co->n_upd; i++)
+		for (uint32_t c = 0; c < C; c++)
+			fv_chstats_merge(&merged[c], &co->upd[i].stats[c]);
+	for (uint32_t c = 0; c < C; c++) {
+		/* The std floor scales with the signal: 1e-3 of |mean| (at
+		 * least 1e-3), so a constant channel of 1000 bar does not turn
+		 * 0.01 bar of noise into a 10-sigma event. */
+		double mean = merged[c].count ? merged[c].sum / (double)merged[c].count : 0.0;
+		double min_std = 1e-3 * FV_MAX(1.0, fabs(mean));
+
+		r = fv_norm_from_stats(&merged[c], 1, min_std, &g.mean[c], &g.std[c]);
+		if (r < 0) {
+			fv_log(FV_LOG_WARNING,
+			       "statistics round: channel %u: %s (no agent reported readings)", c,
+			       fv_strerror(r));
+			goto fail;
+		}
+	}
+	m = fv_model_new(&cfg->spec, 1);
+	if (!m) {
+		r = -ENOMEM;
+		goto fail;
+	}
+	fv_model_init(m, (uint64_t)cfg->seed);
+	g.n_params = fv_model_nparams(m);
+	g.params = malloc(sizeof(float) * g.n_params);
+	if (!g.params) {
+		r = -ENOMEM;
+		goto fail;
+	}
+	memcpy(g.params, fv_model_params(m), sizeof(float) * g.n_params);
+	fill_hdr(co, &g.h, co->round, 0);
+	g.version = 1;
+	g.spec = cfg->spec;
+	g.window = (uint32_t)cfg->window;
+	g.stride = (uint32_t)cfg->stride;
+	g.n_channels = C;
+	g.threshold = 0.0f;
+	g.percentile = (float)cfg->percentile;
+	g.loss = 0.0f;
+	g.n_agents = co->n_upd;
+
+	fv_global_clear(&co->model);
+	co->model = g;
+	co->have_model = true;
+	fv_model_free(m);
+	free(merged);
+	return 0;
+fail:
+	fv_model_free(m);
+	fv_global_clear(&g);
+	free(merged);
+	return r;
+}
+
+/* Training round: FedAvg of the deltas, merged histograms -> threshold. */
+static int close_train(struct coord *co)
+{
+	struct fv_global *g = &co->model;
+	const float **deltas = NULL;
+	uint64_t *weights = NULL;
+	float *avg = NULL, *params = NULL;
+	struct fv_hist hist;
+	double loss = 0.0, wsum = 0.0, score;
+	uint32_t k = co->n_upd;
+	int r = -ENOMEM;
+
+	deltas = malloc(sizeof(*deltas) * k);
+	weights = malloc(sizeof(*weights) * k);
+	avg = malloc(sizeof(float) * g->n_params);
+	params = malloc(sizeof(float) * g->n_params);
+	if (!deltas || !weights || !avg || !params)
+		goto out;
+	fv_hist_init(&hist);
+	for (uint32_t i = 0; i < k; i++) {
+		const struct fv_update *u = &co->upd[i];
+
+		deltas[i] = u->delta;
+		weights[i] = FV_MIN(u->n_samples, WEIGHT_MAX);
+		loss += (double)weights[i] * u->loss;
+		wsum += (double)weights[i];
+		fv_hist_merge(&hist, &u->hist);
+	}
+	r = fv_agg_fedavg(avg, (const float *const *)deltas, weights, k, g->n_params);
+	if (r < 0) {
+		fv_log(FV_LOG_WARNING, "round %" PRIu64 ": aggregation failed: %s", co->round,
+		       fv_strerror(r));
+		goto out;
+	}
+	for (size_t i = 0; i < g->n_params; i++) {
+		params[i] = g->params[i] + avg[i];
+		if (!isfinite(params[i])) {
+			fv_log(FV_LOG_WARNING,
+			       "round %" PRIu64 ": aggregated parameter %zu is not finite; "
+			       "discarding the round",
+			       co->round, i);
+			r = -ERANGE;
+			goto out;
+		}
+	}
+	free(g->params);
+	g->params = params;
+	params = NULL;
+	if (fv_hist_quantile(&hist, co->cfg->percentile / 100.0, &score) == 0 &&
+	    isfinite(score * co->cfg->margin))
+		g->threshold = (float)(score * co->cfg->margin);
+	/* else: no scores this round, keep the previous threshold */
+	g->percentile = (float)co->cfg->percentile;
+	g->loss = wsum > 0 ? (float)(loss / wsum) : 0.0f;
+	fill_hdr(co, &g->h, co->round, g->version);
+	g->version++;
+	g->n_agents = k;
+	r = 0;
+out:
+	free(deltas);
+	free(weights);
+	free(avg);
+	free(params);
+	return r;
+}
+
+/* A float as the shortest double of its 6 significant digits, so JSON shows
+ * 0.314212 rather than 0.31421160697937012. */
+static double json_float(float x)
+{
+	char buf[32];
+
+	snprintf(buf, sizeof(buf), "%.6g", (double)x);
+	return strtod(buf, NULL);
+}
+
+static void publish_metrics(struct coord *co, uint64_t round, enum fv_round_kind kind,
+			    int64_t duration)
+{
+	cJSON *o = cJSON_CreateObject(), *rej;
+
+	if (!o)
+		return;
+	cJSON_AddStringToObject(o, "fleet", co->cfg->fleet);
+	cJSON_AddNumberToObject(o, "round", (double)round);
+	cJSON_AddStringToObject(o, "kind", kind_name(kind));
+	cJSON_AddNumberToObject(o, "version", (double)co->model.version);
+	cJSON_AddNumberToObject(o, "agents", co->n_upd);
+	cJSON_AddNumberToObject(o, "selected", co->n_sel);
+	cJSON_AddNumberToObject(o, "loss", json_float(co->model.loss));
+	cJSON_AddNumberToObject(o, "threshold", json_float(co->model.threshold));
+	rej = cJSON_AddObjectToObject(o, "rejected");
+	for (int i = 0; rej && i < FV_REJ__MAX; i++)
+		cJSON_AddNumberToObject(rej, fv_reject_name((enum fv_reject)i),
+					(double)co->rejected[i]);
+	cJSON_AddNumberToObject(o, "duration_ms", (double)duration);
+	publish_json(co, co->t_metrics, o, 0, false);
+	cJSON_Delete(o);
+}
+
+static void close_round(struct coord *co, int64_t now)
+{
+	uint64_t closed = co->round;
+	enum fv_round_kind kind = co->kind;
+	int r;
+
+	qsort(co->upd, co->n_upd, sizeof(*co->upd), cmp_update);
+	r = kind == FV_ROUND_STATS ? close_stats(co) : close_train(co);
+	if (r < 0) {
+		fv_log(FV_LOG_WARNING, "round %" PRIu64 " could not be closed (%s); restarting it",
+		       closed, fv_strerror(r));
+		start_round(co, now);
+		return;
+	}
+	co->round = closed + 1;
+	co->kind = FV_ROUND_TRAIN;
+	/* Persist first: once agents see version V, a restart must not go
+	 * back to V-1. A failed write is logged and the fleet keeps going. */
+	persist(co);
+	publish_model(co);
+	publish_metrics(co, closed, kind, now - co->start_mono);
+	/* Late updates for this round arriving from now on count for the next
+	 * one's metrics. */
+	memset(co->rejected, 0, sizeof(co->rejected));
+	fv_log(FV_LOG_NOTICE,
+	       "round %" PRIu64 " closed: agents=%u/%u loss=%.4f threshold=%.4g version=%" PRIu64,
+	       closed, co->n_upd, co->n_sel, (double)co->model.loss, (double)co->model.threshold,
+	       co->model.version);
+	clear_updates(co);
+	if (co->cfg->rounds > 0 && co->round > (uint64_t)co->cfg->rounds) {
+		finish(co);
+		return;
+	}
+	co->phase = COORD_PAUSE;
+	co->pause_until = now + co->cfg->interval_ms;
+}
+
+/* ---- updates ---- */
+
+static void reject(struct coord *co, enum fv_reject why, const char *agent, uint64_t round,
+		   const char *fmt, ...) __attribute__((format(printf, 5, 6)));
+
+static void reject(struct coord *co, enum fv_reject why, const char *agent, uint64_t round,
+		   const char *fmt, ...)
+{
+	char detail[256];
+	uint64_t sup = 0;
+	va_list ap;
+
+	co->rejected[why]++;
+	if (!fv_log_enabled(FV_LOG_WARNING) || !fv_ratelimit_ok(&co->rl, &sup))
+		return;
+	va_start(ap, fmt);
+	vsnprintf(detail, sizeof(detail), fmt, ap);
+	va_end(ap);
+	if (sup)
+		fv_log(FV_LOG_WARNING,
+		       "update from %s for round %" PRIu64 " rejected: %s (%" PRIu64
+		       " earlier rejections not logged)",
+		       agent, round, detail, sup);
+	else
+		fv_log(FV_LOG_WARNING, "update from %s for round %" PRIu64 " rejected: %s", agent,
+		       round, detail);
+}
+
+static void handle_update(struct coord *co, uint64_t round, const char *agent,
+			  const void *payload, size_t len, int64_t now)
+{
+	struct fv_update u;
+	size_t n_params = co->have_model ? co->model.n_params : 0;
+	int r;
+
+	/* Cheapest check first: an update for another round is not decoded. */
+	if (co->phase != COORD_COLLECT || round != co->round) {
+		reject(co, FV_REJ_STALE, agent, round, "stale (current round %" PRIu64 "%s)",
+		       co->round, co->phase == COORD_COLLECT ? "" : ", not collecting");
+		return;
+	}
+	memset(&u, 0, sizeof(u));
+	r = fv_update_decode(payload, len, co->cfg->fleet, &u);
+	if (r < 0) {
+		reject(co, fv_reject_from_errno(r), agent, round, "%s (%zu bytes)",
+		       fv_strerror(r), len);
+		return;
+	}
+	if (strcmp(u.h.sender, agent) != 0) {
+		reject(co, FV_REJ_OTHER, agent, round, "sender '%s' does not match the topic",
+		       u.h.sender);
+		goto drop;
+	}
+	if (round_find((const char (*)[FV_NAME_MAX])co->sel, co->n_sel, agent) < 0) {
+		reject(co, FV_REJ_UNSELECTED, agent, round, "not selected");
+		goto drop;
+	}
+	for (uint32_t i = 0; i < co->n_upd; i++) {
+		if (strcmp(co->upd[i].h.sender, agent) == 0) {
+			reject(co, FV_REJ_DUPLICATE, agent, round, "duplicate");
+			goto drop;
+		}
+	}
+	r = fv_update_check(&u, co->kind, co->round, base_version(co), n_params,
+			    (uint32_t)co->cfg->channels);
+	if (r < 0) {
+		if (r == -ESTALE)
+			reject(co, FV_REJ_STALE, agent, round,
+			       "stale (round %" PRIu64 " base version %" PRIu64
+			       ", expected round %" PRIu64 " base version %" PRIu64 ")",
+			       u.h.round, u.h.base_version, co->round, base_version(co));
+		else if (r == -EDOM && u.kind != co->kind)
+			reject(co, FV_REJ_SHAPE, agent, round, "wrong kind (%s update in a %s round)",
+			       kind_name(u.kind), kind_name(co->kind));
+		else if (r == -EDOM && co->kind == FV_ROUND_TRAIN)
+			reject(co, FV_REJ_SHAPE, agent, round,
+			       "wrong shape (%zu weights, model has %zu)", u.n_params, n_params);
+		else if (r == -EDOM)
+			reject(co, FV_REJ_SHAPE, agent, round,
+			       "wrong shape (%u channels, model has %lld)", u.n_channels,
+			       co->cfg->channels);
+		else
+			reject(co, fv_reject_from_errno(r), agent, round, "%s", fv_strerror(r));
+		goto drop;
+	}
+	if (co->kind == FV_ROUND_TRAIN && u.n_samples == 0) {
+		reject(co, FV_REJ_OTHER, agent, round, "trained on 0 samples");
+		goto drop;
+	}
+	if (co->n_upd >= co->cap_upd) { /* cannot happen: selected and unique */
+		reject(co, FV_REJ_OTHER, agent, round, "update table full");
+		goto drop;
+	}
+	co->upd[co->n_upd++] = u;
+	fv_log(FV_LOG_INFO,
+	       "update from %s for round %" PRIu64 " accepted: %" PRIu64 " samples, loss %.4g "
+	       "(%u/%u)",
+	       agent, round, u.n_samples, (double)u.loss, co->n_upd, co->n_sel);
+	coord_tick(co, now, 0);
+	return;
+drop:
+	fv_update_clear(&u);
+}
+
+/* ---- public ---- */
+
+struct coord *coord_new(const struct coord_config *cfg, struct fv_mqtt *mqtt, bool reset)
+{
+	struct coord *co = calloc(1, sizeof(*co));
+	const char *fleet = cfg->fleet;
+
+	if (!co)
+		return NULL;
+	co->cfg = cfg;
+	co->mqtt = mqtt;
+	co->rl = (struct fv_ratelimit)FV_RATELIMIT_INIT(10000, 10);
+	co->kind = FV_ROUND_STATS;
+	co->phase = COORD_WAIT_AGENTS;
+	co->live = calloc(COORD_MAX_AGENTS, FV_NAME_MAX);
+	co->sel = calloc(FV_MAX_SELECTED, FV_NAME_MAX);
+	if (!co->live || !co->sel) {
+		fv_log(FV_LOG_ERR, "out of memory");
+		goto fail;
+	}
+	if (!fv_topic_round(co->t_round, fleet) || !fv_topic_model(co->t_model, fleet) ||
+	    !fv_topic_coord(co->t_state, fleet, "state") ||
+	    !fv_topic_coord(co->t_metrics, fleet, "metrics")) {
+		fv_log(FV_LOG_ERR, "fleet name '%s' makes topics too long", fleet);
+		goto fail;
+	}
+	if ((size_t)snprintf(co->state_path, sizeof(co->state_path), "%s/%s", cfg->state_dir,
+			     STATE_FILE) >= sizeof(co->state_path)) {
+		fv_log(FV_LOG_ERR, "state_dir '%s' is too long", cfg->state_dir);
+		goto fail;
+	}
+	if (reset)
+		fv_log(FV_LOG_NOTICE, "--reset: ignoring %s; starting with the statistics round",
+		       co->state_path);
+	else if (load_state(co) < 0)
+		goto fail;
+	return co;
+fail:
+	coord_free(co);
+	return NULL;
+}
+
+void coord_free(struct coord *co)
+{
+	if (!co)
+		return;
+	clear_updates(co);
+	free(co->upd);
+	fv_global_clear(&co->model);
+	free(co->live);
+	free(co->sel);
+	free(co);
+}
+
+int coord_filters(const struct coord *co, char *ret_states, char *ret_updates)
+{
+	int n;
+
+	/* fv_topic_agent() validates the agent name, so the "+" wildcard
+	 * filter is built here from the same root. */
+	n = snprintf(ret_states, FV_TOPIC_MAX, "fedvigil/v1/%s/agent/+/state", co->cfg->fleet);
+	if (n < 0 || n >= FV_TOPIC_MAX)
+		return -EINVAL;
+	if (!fv_topic_updates_filter(ret_updates, co->cfg->fleet))
+		return -EINVAL;
+	return 0;
+}
+
+void coord_get_info(const struct coord *co, struct coord_info *ret)
+{
+	memset(ret, 0, sizeof(*ret));
+	ret->phase = co->phase;
+	ret->round = co->round;
+	ret->kind = co->kind;
+	ret->n_live = co->n_live;
+	ret->n_selected = co->phase == COORD_COLLECT ? co->n_sel : 0;
+	ret->n_answered = co->n_upd;
+	ret->extensions = co->extensions;
+	memcpy(ret->rejected, co->rejected, sizeof(ret->rejected));
+	ret->model = co->have_model ? &co->model : NULL;
+}
+
+const char *coord_will_topic(const struct coord *co)
+{
+	return co->t_state;
+}
+
+void coord_on_connected(struct coord *co)
+{
+	/* The broker replays every retained agent state after the
+	 * subscriptions are renewed; rebuild the live set from them (an agent
+	 * whose state was deleted meanwhile would otherwise stay live). */
+	co->n_live = 0;
+	co->connected = true;
+	co->settle_until = fv_now_mono_ms() + SETTLE_MS;
+	publish_birth(co);
+	if (co->have_model)
+		publish_model(co);
+	else
+		/* A fresh start (or --reset): remove a model retained by an
+		 * earlier deployment, so agents do not use a model this
+		 * coordinator does not know about. */
+		publish(co, co->t_model, "", 0, 1, true);
+	if (co->phase == COORD_COLLECT)
+		publish_announce(co);
+	else
+		clear_announce(co);
+}
+
+void coord_on_message(struct coord *co, const char *topic, const void *payload, size_t len)
+{
+	char agent[FV_NAME_MAX];
+	uint64_t round;
+
+	if (fv_topic_parse_agent_state(topic, co->cfg->fleet, agent) == 0) {
+		agent_set(co, agent, state_is_online(payload, len));
+		return;
+	}
+	if (fv_topic_parse_update(topic, co->cfg->fleet, &round, agent) == 0) {
+		handle_update(co, round, agent, payload, len, fv_now_mono_ms());
+		return;
+	}
+	fv_log(FV_LOG_DEBUG, "ignoring message on %s (%zu bytes)", topic, len);
+}
+
+int coord_tick(struct coord *co, int64_t now, int max_ms)
+{
+	struct round_status s;
+	int64_t wait = max_ms;
+	int r;
+
+	switch (co->phase) {
+	case COORD_WAIT_AGENTS:
+		start_round(co, now);
+		break;
+	case COORD_PAUSE:
+		if (now >= co->pause_until)
+			start_round(co, now);
+		else
+			wait = co->pause_until - now;
+		break;
+	case COORD_COLLECT:
+		memset(&s, 0, sizeof(s));
+		s.n_selected = co->n_sel;
+		s.n_answered = co->n_upd;
+		s.quorum_n = co->quorum_n;
+		s.extensions = co->extensions;
+		s.max_extensions = (uint32_t)co->cfg->max_extensions;
+		s.now_ms = now;
+		s.deadline_ms = co->deadline_mono;
+		switch (round_decide(&s)) {
+		case ROUND_WAIT:
+			wait = co->deadline_mono - now;
+			break;
+		case ROUND_CLOSE:
+			close_round(co, now);
+			break;
+		case ROUND_EXTEND:
+			co->extensions++;
+			fv_log(FV_LOG_NOTICE,
+			       "round %" PRIu64 ": %u of %u updates at the deadline (quorum %u); "
+			       "extending by %lld ms (%u/%lld)",
+			       co->round, co->n_upd, co->n_sel, co->quorum_n, co->cfg->deadline_ms,
+			       co->extensions, co->cfg->max_extensions);
+			r = select_and_announce(co, now);
+			if (r == -ENODATA) /* nobody left: wait for agents */
+				start_round(co, now);
+			else if (r < 0)
+				co->deadline_mono = now + co->cfg->deadline_ms;
+			break;
+		case ROUND_RESTART:
+			fv_log(FV_LOG_WARNING,
+			       "round %" PRIu64 ": no update after %u extensions; restarting it",
+			       co->round, co->extensions);
+			start_round(co, now);
+			break;
+		}
+		break;
+	case COORD_FINISHED:
+		break;
+	}
+	if (wait < 0)
+		wait = 0;
+	return (int)FV_MIN(wait, (int64_t)max_ms);
+}

@@ -1,0 +1,123 @@
+/* fedvigil-coordinator: configuration and the round machine. */
+#ifndef FEDVIGIL_COORD_H
+#define FEDVIGIL_COORD_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#include "fedvigil/cfg.h"
+#include "fedvigil/nn.h"
+#include "fedvigil/util.h"
+#include "fedvigil/wire.h"
+
+/* Exit codes of the program. */
+#define COORD_EXIT_OK 0
+#define COORD_EXIT_FAIL 1   /* runtime failure (state file, MQTT setup) */
+#define COORD_EXIT_CONFIG 2 /* bad command line or configuration */
+
+/* Live agents tracked at most (births beyond are ignored and logged). */
+#define COORD_MAX_AGENTS 16384
+
+/* Effective configuration; every field is a key of coord_cfg_keys[]. */
+struct coord_config {
+	/* [coordinator] */
+	char id[FV_NAME_MAX];        /* MQTT client id and message sender */
+	char fleet[FV_NAME_MAX];     /* fleet name: topic root fedvigil/v1/<fleet>/ */
+	char broker[256];            /* broker URI */
+	char username[128];          /* "" = none */
+	char password[128];          /* "" = none */
+	char state_dir[512];         /* directory of coordinator.state */
+	int log_level;               /* index into "err|warning|notice|info|debug" */
+	/* [model] */
+	long long window;            /* W vectors per window */
+	long long stride;            /* S */
+	long long channels;          /* C */
+	char hidden[128];            /* hidden layer widths, "32,8,32" */
+	int activation;              /* enum fv_act of hidden layers */
+	int output_activation;       /* enum fv_act of the output layer */
+	long long seed;              /* model init and selection seed */
+	/* [round] */
+	long long rounds;            /* training rounds to run, 0 = unlimited */
+	long long min_agents;        /* live agents needed before round 0 */
+	double fraction;             /* share of live agents selected */
+	double quorum;               /* share of selected that closes at deadline */
+	long long deadline_ms;       /* round deadline (and each extension) */
+	long long interval_ms;       /* pause between rounds */
+	long long epochs;            /* local epochs */
+	long long batch;             /* local mini-batch */
+	double lr;                   /* local Adam learning rate */
+	long long min_samples;       /* windows an agent needs to answer */
+	long long max_extensions;    /* deadline extensions without quorum */
+	/* [threshold] */
+	double percentile;           /* of merged normal scores, 50..100 */
+	double margin;               /* threshold = quantile * margin */
+
+	/* Derived by coord_config_finish(), not keys. */
+	struct fv_model_spec spec;   /* autoencoder built from [model] */
+	enum fv_log_level level;     /* log_level as enum fv_log_level */
+};
+
+/* The key table (config.c) and its length. */
+extern const struct fv_cfg_key coord_cfg_keys[];
+extern const size_t coord_cfg_nkeys;
+
+/* Fill defaults. 0 or -EINVAL (err says which default is broken). */
+int coord_config_defaults(struct coord_config *c, char *err, size_t errlen);
+/* Checks beyond the table's ranges (names, hidden layers, model shape) and
+ * fills the derived fields. 0 or -EINVAL with the reason in err. */
+int coord_config_finish(struct coord_config *c, char *err, size_t errlen);
+
+/* The round machine (coord.c); opaque. */
+struct coord;
+struct fv_mqtt;
+
+/* Create the coordinator: loads <state_dir>/coordinator.state unless reset
+ * (a corrupt or mismatching file is an error: NULL, reason logged).
+ * cfg is borrowed and must outlive the result; mqtt is borrowed too and may
+ * be NULL in tests (nothing is published then). */
+struct coord *coord_new(const struct coord_config *cfg, struct fv_mqtt *mqtt, bool reset);
+void coord_free(struct coord *co);
+
+/* Topics the coordinator subscribes to (agent states, updates); filled into
+ * two FV_TOPIC_MAX buffers. 0 or -EINVAL. */
+int coord_filters(const struct coord *co, char *ret_states, char *ret_updates);
+/* Topic and payload of the coordinator's LWT ({"state":"offline"}). */
+const char *coord_will_topic(const struct coord *co);
+const char *coord_offline_payload(void);
+
+/* (Re)connected: publish birth, current model and announcement. */
+void coord_on_connected(struct coord *co);
+/* One inbound message. */
+void coord_on_message(struct coord *co, const char *topic, const void *payload,
+		      size_t len);
+/* Run timers (start rounds, deadlines). Returns the milliseconds until the
+ * next timer is due (<= max_ms). */
+int coord_tick(struct coord *co, int64_t now_ms, int max_ms);
+/* Phases of the round machine (coord_info.phase). */
+enum coord_phase {
+	COORD_WAIT_AGENTS = 0, /* not enough live agents (or not connected yet) */
+	COORD_COLLECT,         /* round announced; collecting updates */
+	COORD_PAUSE,           /* closed; waiting interval_ms for the next */
+	COORD_FINISHED,        /* round.rounds done; idle until stopped */
+};
+
+/* Snapshot of the round machine (tests, diagnostics). */
+struct coord_info {
+	enum coord_phase phase;
+	uint64_t round;                 /* round being run (next to close) */
+	enum fv_round_kind kind;        /* its kind */
+	uint32_t n_live;                /* live agents */
+	uint32_t n_selected;            /* agents in the open announcement */
+	uint32_t n_answered;            /* accepted updates */
+	uint32_t extensions;            /* deadline extensions used */
+	uint64_t rejected[FV_REJ__MAX]; /* rejections since the last close, by reason */
+	const struct fv_global *model;  /* borrowed; NULL before version 1 */
+};
+void coord_get_info(const struct coord *co, struct coord_info *ret);
+
+/* Publish the retained offline state (before a clean disconnect). */
+void coord_publish_offline(struct coord *co);
+
+#endif

@@ -1,0 +1,130 @@
+/* Pure decisions of the round machine (see round.h). */
+#include "round.h"
+
+#include <errno.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "fedvigil/util.h"
+
+uint32_t round_target(uint32_t n_live, uint32_t min_agents, double fraction)
+{
+	double want;
+	uint32_t n;
+
+	if (!(fraction > 0.0))
+		fraction = 0.0;
+	if (fraction > 1.0)
+		fraction = 1.0;
+	/* The epsilon keeps 0.6 * 5 = 3.0000000000000004 from becoming 4. */
+	want = ceil(fraction * (double)n_live - 1e-9);
+	n = want < 0.0 ? 0 : (uint32_t)want;
+	n = FV_MAX(n, min_agents);
+	n = FV_MIN(n, n_live);
+	return FV_MIN(n, (uint32_t)FV_MAX_SELECTED);
+}
+
+uint32_t round_quorum(uint32_t n_selected, double quorum)
+{
+	double want;
+	uint32_t n;
+
+	if (!(quorum > 0.0))
+		quorum = 0.0;
+	if (quorum > 1.0)
+		quorum = 1.0;
+	want = ceil(quorum * (double)n_selected - 1e-9);
+	n = want < 1.0 ? 1 : (uint32_t)want;
+	if (n_selected > 0 && n > n_selected)
+		n = n_selected;
+	return n;
+}
+
+uint64_t round_seed(uint64_t seed, uint64_t round)
+{
+	/* Distinct, well-mixed seeds per round; fv_rng_seed runs splitmix64
+	 * over it again. */
+	return seed ^ (0x9E3779B97F4A7C15ull * (round + 1));
+}
+
+int round_find_sorted(const char (*names)[FV_NAME_MAX], uint32_t n, const char *name)
+{
+	uint32_t lo = 0, hi = n;
+
+	while (lo < hi) {
+		uint32_t mid = lo + (hi - lo) / 2;
+		int c = strcmp(names[mid], name);
+
+		if (c == 0)
+			return (int)mid;
+		if (c < 0)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return -1;
+}
+
+int round_find(const char (*names)[FV_NAME_MAX], uint32_t n, const char *name)
+{
+	for (uint32_t i = 0; i < n; i++)
+		if (strcmp(names[i], name) == 0)
+			return (int)i;
+	return -1;
+}
+
+int round_select(const char (*live)[FV_NAME_MAX], uint32_t n_live,
+		 const char (*keep)[FV_NAME_MAX], uint32_t n_keep, uint32_t min_agents,
+		 double fraction, uint64_t seed, uint64_t round,
+		 char (*ret_sel)[FV_NAME_MAX])
+{
+	uint32_t target, n = 0, *order;
+	struct fv_rng rng;
+
+	if (n_keep > FV_MAX_SELECTED)
+		return -E2BIG;
+	order = malloc(sizeof(*order) * (n_live ? n_live : 1));
+	if (!order)
+		return -ENOMEM;
+	for (uint32_t i = 0; i < n_live; i++)
+		order[i] = i;
+	/* Fisher-Yates over the sorted list: the same live set, seed and round
+	 * always give the same selection, whatever order births arrived in. */
+	fv_rng_seed(&rng, round_seed(seed, round));
+	for (uint32_t i = n_live; i > 1; i--) {
+		uint32_t j = (uint32_t)fv_rng_below(&rng, i);
+		uint32_t t = order[i - 1];
+
+		order[i - 1] = order[j];
+		order[j] = t;
+	}
+
+	for (uint32_t i = 0; i < n_keep; i++)
+		if (round_find((const char (*)[FV_NAME_MAX])ret_sel, n, keep[i]) < 0)
+			memcpy(ret_sel[n++], keep[i], FV_NAME_MAX);
+	target = round_target(n_live, min_agents, fraction);
+	for (uint32_t i = 0; i < n_live && n < target; i++) {
+		const char *name = live[order[i]];
+
+		if (round_find(keep, n_keep, name) < 0)
+			memcpy(ret_sel[n++], name, FV_NAME_MAX);
+	}
+	free(order);
+	return (int)n;
+}
+
+enum round_action round_decide(const struct round_status *s)
+{
+	if (s->n_selected > 0 && s->n_answered >= s->n_selected)
+		return ROUND_CLOSE;
+	if (s->now_ms < s->deadline_ms)
+		return ROUND_WAIT;
+	if (s->n_answered >= s->quorum_n && s->n_answered > 0)
+		return ROUND_CLOSE;
+	if (s->extensions < s->max_extensions)
+		return ROUND_EXTEND;
+	if (s->n_answered >= 1)
+		return ROUND_CLOSE;
+	return ROUND_RESTART;
+}

@@ -1,0 +1,890 @@
+/* fedvigil MQTT client over the Paho asynchronous C client (paho-mqtt3a).
+ *
+ * Threads: Paho runs its own send and receive threads and calls us back on
+ * them (message arrived, connected, connection lost, per-command success
+ * and failure). Those callbacks only copy data into this object under
+ * `lock` and wake the owner through an eventfd; the owner drains with
+ * fv_mqtt_next() on its own thread.
+ *
+ * Lock order: Paho may hold its own mutex while it calls us, so we never
+ * call into Paho while holding `lock` (Paho -> ours, never the reverse).
+ *
+ * The eventfd is a level signal: it is written when the pending set goes
+ * from empty to non-empty and read (reset to zero) when it goes back to
+ * empty, both under `lock`, so it is readable exactly while fv_mqtt_next()
+ * has something to return.
+ *
+ * Reconnects: Paho 1.3.12 retries by itself with automaticReconnect, also
+ * when the very first connect fails (MQTTAsync_connect sets
+ * shouldBeConnected, and every failed attempt goes through
+ * MQTTAsync_startConnectRetry, doubling the interval from minRetryInterval
+ * up to maxRetryInterval, with jitter). Paho checks its retry timers about
+ * every 3 s, so the effective minimum interval is ~3 s.
+ *
+ * Order: fv_mqtt_next() returns queued connection events before queued
+ * messages (each kind in arrival order), as the header promises.
+ *
+ * Known Paho 1.3.12 behaviour: with cleansession=1, QoS 1/2 publishes in
+ * flight when the connection drops are failed there and then (not resent);
+ * publishes still buffered, never sent, are kept and sent later. On
+ * MQTTAsync_destroy() the copies of never-sent buffered publishes leak
+ * (LeakSanitizer reports them at exit). */
+#include "fedvigil/mqtt.h"
+#include "fedvigil/util.h"
+
+#include <MQTTAsync.h>
+#include <errno.h>
+#include <limits.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <time.h>
+#include <unistd.h>
+
+#define DEF_KEEPALIVE_S 30
+#define DEF_RETRY_MIN_S 1
+#define DEF_RETRY_MAX_S 30
+#define DEF_QUEUE_MAX 4096u
+#define DEF_MAX_PAYLOAD ((size_t)32 << 20)
+#define DEF_OFFLINE_BUFFER 1000
+#define QUEUE_MAX_LIMIT (1u << 20)       /* sanity bound on queue_max */
+#define PAYLOAD_LIMIT ((size_t)268435455) /* MQTT's largest packet */
+#define TOPIC_LIMIT 65535                 /* MQTT string length */
+#define EV_RING 32                        /* connection events kept */
+#define CONNECT_TIMEOUT_S 10
+
+/* A registered subscription; the list only grows and is freed with the
+ * client, so filter strings handed to Paho's thread stay valid. */
+struct sub {
+	struct sub *next; /* next registered filter */
+	char *filter;     /* topic filter, malloc'd */
+	int qos;          /* requested QoS */
+};
+
+enum life {
+	LIFE_NEW = 0, /* created, fv_mqtt_start() not called */
+	LIFE_RUNNING, /* connecting or connected, reconnecting on loss */
+	LIFE_STOPPED, /* fv_mqtt_disconnect() called */
+};
+
+struct fv_mqtt {
+	MQTTAsync h;            /* Paho handle */
+	char *uri;              /* broker URI, owned */
+	char *client_id;        /* owned */
+	char *username;         /* owned; NULL = none */
+	char *password;         /* owned; NULL = none */
+	char *will_topic;       /* owned; NULL = no LWT */
+	void *will_payload;     /* owned */
+	size_t will_len;        /* LWT payload length */
+	int will_qos;           /* LWT QoS */
+	bool will_retain;       /* LWT retained flag */
+	int keepalive_s;        /* MQTT keepalive */
+	int retry_min_s;        /* reconnect backoff start */
+	int retry_max_s;        /* reconnect backoff cap */
+	uint32_t queue_max;     /* inbound message queue bound */
+	size_t max_payload;     /* inbound payload bound */
+	int offline_buffer;     /* Paho's maxBufferedMessages */
+	int efd;                /* eventfd: readable while events pending */
+	enum life life;         /* owner's view of the life cycle */
+
+	pthread_mutex_t lock;   /* guards everything below */
+	pthread_cond_t cond;    /* pending / disconnect changes */
+	struct fv_mqtt_msg *ring; /* inbound messages, queue_max slots */
+	uint32_t head;          /* oldest message in ring */
+	uint32_t count;         /* messages in ring */
+	enum fv_mqtt_event evs[EV_RING]; /* connection events, oldest first */
+	uint32_t ev_head;       /* oldest event */
+	uint32_t ev_count;      /* events in evs */
+	struct sub *subs;       /* registered filters, in order */
+	struct sub *subs_tail;  /* last of subs, for appending */
+	uint32_t n_subs;        /* length of subs */
+	bool connected;         /* between connected and lost callbacks */
+	bool ever_connected;    /* a connect succeeded once */
+	bool disc_done;         /* Paho finished our disconnect */
+	int pending;            /* publishes not yet completed by Paho */
+	uint64_t received;      /* messages queued */
+	uint64_t dropped_full;  /* dropped: queue full (or out of memory) */
+	uint64_t dropped_big;   /* dropped: over max_payload */
+	uint64_t reconnects;    /* connects after the first */
+	uint64_t events_dropped; /* oldest connection events overwritten */
+
+	/* Owner's thread only (fv_mqtt_publish). */
+	uint64_t published;     /* publishes accepted by Paho */
+	uint64_t publish_failed; /* publishes refused */
+	uint64_t bytes_out;     /* payload bytes accepted */
+};
+
+/* ---- helpers ---- */
+
+/* Getters take a const client but must lock; the lock is the only thing
+ * they change, so casting the const away is safe. */
+static struct fv_mqtt *unconst(const struct fv_mqtt *c)
+{
+	return (struct fv_mqtt *)c;
+}
+
+static char *dup_or_null(const char *s, bool *ret_fail)
+{
+	char *d;
+
+	if (!s)
+		return NULL;
+	d = strdup(s);
+	if (!d)
+		*ret_fail = true;
+	return d;
+}
+
+/* Caller holds lock. */
+static bool nothing_pending(const struct fv_mqtt *c)
+{
+	return c->count == 0 && c->ev_count == 0;
+}
+
+/* The pending set went from empty to non-empty. Caller holds lock. */
+static void wake(struct fv_mqtt *c)
+{
+	uint64_t one = 1;
+
+	/* Cannot overflow: we write once per empty -> non-empty transition
+	 * and read the counter back to zero on the way back. */
+	if (write(c->efd, &one, sizeof(one)) < 0) {
+		/* EAGAIN is impossible (see above); nothing useful to do. */
+	}
+}
+
+/* The pending set became empty. Caller holds lock. */
+static void unwake(struct fv_mqtt *c)
+{
+	uint64_t v;
+
+	if (read(c->efd, &v, sizeof(v)) < 0) {
+		/* EAGAIN: already zero. */
+	}
+}
+
+/* Queue a connection event; keeps the newest EV_RING. Caller holds lock. */
+static void push_event(struct fv_mqtt *c, enum fv_mqtt_event ev)
+{
+	bool was_empty = nothing_pending(c);
+
+	if (c->ev_count == EV_RING) {
+		c->ev_head = (c->ev_head + 1) % EV_RING;
+		c->ev_count--;
+		c->events_dropped++;
+	}
+	c->evs[(c->ev_head + c->ev_count) % EV_RING] = ev;
+	c->ev_count++;
+	if (was_empty)
+		wake(c);
+}
+
+static int64_t mono_ms(void)
+{
+	return fv_now_mono_ms();
+}
+
+/* Wait on cond until `deadline_ms` (monotonic); false on timeout. The
+ * condition variable uses CLOCK_MONOTONIC. Caller holds lock. */
+static bool wait_until(struct fv_mqtt *c, int64_t deadline_ms)
+{
+	struct timespec ts;
+	int64_t left = deadline_ms - mono_ms();
+
+	if (left <= 0)
+		return false;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	ts.tv_sec += left / 1000;
+	ts.tv_nsec += (left % 1000) * 1000000L;
+	if (ts.tv_nsec >= 1000000000L) {
+		ts.tv_sec++;
+		ts.tv_nsec -= 1000000000L;
+	}
+	return pthread_cond_timedwait(&c->cond, &c->lock, &ts) == 0;
+}
+
+/* A topic name we may publish to: non-empty, no wildcards, not too long. */
+static bool topic_valid(const char *t)
+{
+	size_t n;
+
+	if (!t)
+		return false;
+	n = strlen(t);
+	return n > 0 && n <= TOPIC_LIMIT && !strpbrk(t, "+#");
+}
+
+/* A subscription filter: '+' fills a whole level, '#' is a whole last
+ * level. The broker drops clients that send anything else. */
+static bool filter_valid(const char *f)
+{
+	size_t n;
+
+	if (!f)
+		return false;
+	n = strlen(f);
+	if (n == 0 || n > TOPIC_LIMIT)
+		return false;
+	for (size_t i = 0; i < n; i++) {
+		bool starts = i == 0 || f[i - 1] == '/';
+		bool ends = i + 1 == n || f[i + 1] == '/';
+
+		if (f[i] == '+' && !(starts && ends))
+			return false;
+		if (f[i] == '#' && !(starts && i + 1 == n))
+			return false;
+	}
+	return true;
+}
+
+static bool uri_valid(const char *uri)
+{
+	static const char *const schemes[] = { "tcp://", "mqtt://", "ssl://", "mqtts://",
+					       "ws://", "wss://" };
+
+	for (size_t i = 0; i < FV_ARRAY_SIZE(schemes); i++) {
+		size_t n = strlen(schemes[i]);
+
+		if (strncmp(uri, schemes[i], n) == 0)
+			return uri[n] != '\0' && uri[n] != ':' && uri[n] != '/';
+	}
+	return false;
+}
+
+/* ---- Paho callbacks (Paho's threads) ---- */
+
+static void on_sub_failure(void *ctx, MQTTAsync_failureData *d)
+{
+	struct fv_mqtt *c = ctx;
+
+	fv_log(FV_LOG_WARNING, "mqtt: subscribe on %s failed: code %d", c->uri, d ? d->code : 0);
+}
+
+static void subscribe_now(struct fv_mqtt *c, const char *filter, int qos)
+{
+	MQTTAsync_responseOptions ro = MQTTAsync_responseOptions_initializer;
+	int rc;
+
+	ro.onFailure = on_sub_failure;
+	ro.context = c;
+	rc = MQTTAsync_subscribe(c->h, filter, qos, &ro);
+	if (rc != MQTTASYNC_SUCCESS)
+		fv_log(FV_LOG_WARNING, "mqtt: cannot subscribe to %s: %s", filter,
+		       MQTTAsync_strerror(rc));
+}
+
+static void on_connected(void *ctx, char *cause)
+{
+	struct fv_mqtt *c = ctx;
+	struct sub_snap {
+		const char *filter;
+		int qos;
+	} *snap = NULL;
+	uint32_t n = 0;
+	bool again, oom = false;
+
+	(void)cause;
+	pthread_mutex_lock(&c->lock);
+	/* Setting `connected` and taking the snapshot in one critical
+	 * section makes every filter subscribed exactly once: either it is in
+	 * the snapshot, or fv_mqtt_subscribe() sees connected and sends it.
+	 * Filter strings are immutable and live as long as the client. */
+	c->connected = true;
+	again = c->ever_connected;
+	if (again)
+		c->reconnects++;
+	c->ever_connected = true;
+	if (c->n_subs) {
+		snap = calloc(c->n_subs, sizeof(*snap));
+		oom = !snap;
+		for (struct sub *s = c->subs; snap && s; s = s->next) {
+			snap[n].filter = s->filter;
+			snap[n].qos = s->qos;
+			n++;
+		}
+	}
+	pthread_mutex_unlock(&c->lock);
+
+	fv_log(FV_LOG_NOTICE, "mqtt: %s %s", again ? "reconnected to" : "connected to", c->uri);
+	if (oom)
+		fv_log(FV_LOG_WARNING, "mqtt: out of memory renewing subscriptions");
+	for (uint32_t i = 0; i < n; i++)
+		subscribe_now(c, snap[i].filter, snap[i].qos);
+	free(snap);
+
+	pthread_mutex_lock(&c->lock);
+	push_event(c, FV_MQTT_EV_CONNECTED);
+	pthread_mutex_unlock(&c->lock);
+}
+
+static void on_connection_lost(void *ctx, char *cause)
+{
+	struct fv_mqtt *c = ctx;
+
+	pthread_mutex_lock(&c->lock);
+	c->connected = false;
+	push_event(c, FV_MQTT_EV_LOST);
+	pthread_cond_broadcast(&c->cond);
+	pthread_mutex_unlock(&c->lock);
+	fv_log(FV_LOG_WARNING, "mqtt: lost connection to %s%s%s; reconnecting", c->uri,
+	       cause ? ": " : "", cause ? cause : "");
+}
+
+/* Paho calls one of these two at most once, for the first connect
+ * attempt, and then clears both; later attempts are silent retries
+ * (connects are reported by on_connected, losses by on_connection_lost). */
+static void on_connect_ok(void *ctx, MQTTAsync_successData *d)
+{
+	(void)ctx;
+	(void)d;
+}
+
+static void on_connect_failure(void *ctx, MQTTAsync_failureData *d)
+{
+	struct fv_mqtt *c = ctx;
+
+	fv_log(FV_LOG_WARNING, "mqtt: cannot connect to %s (%s%s%d); retrying every %d..%d s",
+	       c->uri, d && d->message ? d->message : "", d && d->message ? ", code " : "code ",
+	       d ? d->code : 0, c->retry_min_s, c->retry_max_s);
+}
+
+static int on_message(void *ctx, char *topic, int topic_len, MQTTAsync_message *m)
+{
+	struct fv_mqtt *c = ctx;
+	size_t tlen = topic_len > 0 ? (size_t)topic_len : strlen(topic);
+	size_t plen = m->payloadlen > 0 ? (size_t)m->payloadlen : 0;
+	struct fv_mqtt_msg msg = { 0 };
+	bool full, was_empty;
+
+	if (plen > c->max_payload) {
+		pthread_mutex_lock(&c->lock);
+		c->dropped_big++;
+		pthread_mutex_unlock(&c->lock);
+		goto out;
+	}
+	pthread_mutex_lock(&c->lock);
+	full = c->count >= c->queue_max;
+	if (full)
+		c->dropped_full++;
+	pthread_mutex_unlock(&c->lock);
+	if (full)
+		goto out;
+
+	/* Copy outside the lock; the owner only ever shrinks the queue. */
+	msg.topic = malloc(tlen + 1);
+	msg.payload = malloc(plen + 1);
+	if (!msg.topic || !msg.payload) {
+		fv_mqtt_msg_clear(&msg);
+		pthread_mutex_lock(&c->lock);
+		c->dropped_full++; /* out of memory counts as a full queue */
+		pthread_mutex_unlock(&c->lock);
+		goto out;
+	}
+	memcpy(msg.topic, topic, tlen);
+	msg.topic[tlen] = '\0';
+	if (plen)
+		memcpy(msg.payload, m->payload, plen);
+	((char *)msg.payload)[plen] = '\0';
+	msg.len = plen;
+	msg.qos = m->qos;
+	msg.retained = m->retained != 0;
+
+	pthread_mutex_lock(&c->lock);
+	if (c->count >= c->queue_max) {
+		c->dropped_full++;
+		pthread_mutex_unlock(&c->lock);
+		fv_mqtt_msg_clear(&msg);
+		goto out;
+	}
+	was_empty = nothing_pending(c);
+	c->ring[(c->head + c->count) % c->queue_max] = msg;
+	c->count++;
+	c->received++;
+	if (was_empty)
+		wake(c);
+	pthread_mutex_unlock(&c->lock);
+out:
+	MQTTAsync_freeMessage(&m);
+	MQTTAsync_free(topic);
+	return 1;
+}
+
+/* A publish completed (success or failure): one fewer pending. */
+static void publish_done(struct fv_mqtt *c)
+{
+	pthread_mutex_lock(&c->lock);
+	if (c->pending > 0)
+		c->pending--;
+	pthread_cond_broadcast(&c->cond);
+	pthread_mutex_unlock(&c->lock);
+}
+
+static void on_publish_ok(void *ctx, MQTTAsync_successData *d)
+{
+	(void)d;
+	publish_done(ctx);
+}
+
+static void on_publish_failed(void *ctx, MQTTAsync_failureData *d)
+{
+	(void)d;
+	publish_done(ctx);
+}
+
+static void on_disconnect_ok(void *ctx, MQTTAsync_successData *d)
+{
+	struct fv_mqtt *c = ctx;
+
+	(void)d;
+	pthread_mutex_lock(&c->lock);
+	c->disc_done = true;
+	pthread_cond_broadcast(&c->cond);
+	pthread_mutex_unlock(&c->lock);
+}
+
+static void on_disconnect_failed(void *ctx, MQTTAsync_failureData *d)
+{
+	(void)d;
+	on_disconnect_ok(ctx, NULL);
+}
+
+/* ---- public API ---- */
+
+void fv_mqtt_msg_clear(struct fv_mqtt_msg *m)
+{
+	if (!m)
+		return;
+	free(m->topic);
+	free(m->payload);
+	memset(m, 0, sizeof(*m));
+}
+
+/* Copy and check the options into c; -EINVAL / -ENOMEM with a logged
+ * reason. */
+static int setup_opts(struct fv_mqtt *c, const struct fv_mqtt_opts *o)
+{
+	bool oom = false;
+	char gen_id[64];
+
+	if (!o->uri || !uri_valid(o->uri)) {
+		fv_log(FV_LOG_ERR, "mqtt: broker URI '%s' is not tcp://, mqtt://, ssl://, mqtts://, "
+		       "ws:// or wss:// followed by host[:port]", o->uri ? o->uri : "(null)");
+		return -EINVAL;
+	}
+	if (o->keepalive_s < 0 || o->retry_min_s < 0 || o->retry_max_s < 0 ||
+	    o->offline_buffer < 0) {
+		fv_log(FV_LOG_ERR, "mqtt: negative keepalive, retry interval or offline buffer");
+		return -EINVAL;
+	}
+	c->keepalive_s = o->keepalive_s ? o->keepalive_s : DEF_KEEPALIVE_S;
+	c->retry_min_s = o->retry_min_s ? o->retry_min_s : DEF_RETRY_MIN_S;
+	c->retry_max_s = o->retry_max_s ? o->retry_max_s : DEF_RETRY_MAX_S;
+	if (c->retry_max_s < c->retry_min_s) {
+		fv_log(FV_LOG_ERR, "mqtt: retry_max_s %d is below retry_min_s %d", c->retry_max_s,
+		       c->retry_min_s);
+		return -EINVAL;
+	}
+	c->queue_max = o->queue_max ? o->queue_max : DEF_QUEUE_MAX;
+	if (c->queue_max > QUEUE_MAX_LIMIT) {
+		fv_log(FV_LOG_ERR, "mqtt: queue_max %u is over %u", c->queue_max, QUEUE_MAX_LIMIT);
+		return -EINVAL;
+	}
+	c->max_payload = o->max_payload ? o->max_payload : DEF_MAX_PAYLOAD;
+	if (c->max_payload > PAYLOAD_LIMIT)
+		c->max_payload = PAYLOAD_LIMIT;
+	c->offline_buffer = o->offline_buffer ? o->offline_buffer : DEF_OFFLINE_BUFFER;
+	if (o->will_topic) {
+		if (!topic_valid(o->will_topic) || o->will_qos < 0 || o->will_qos > 2 ||
+		    (o->will_len && !o->will_payload) || o->will_len > PAYLOAD_LIMIT) {
+			fv_log(FV_LOG_ERR, "mqtt: bad last-will: topic '%s', qos %d, %zu bytes",
+			       o->will_topic, o->will_qos, o->will_len);
+			return -EINVAL;
+		}
+		c->will_qos = o->will_qos;
+		c->will_retain = o->will_retain;
+		c->will_len = o->will_len;
+		/* One byte more, so a zero-length will still has a buffer. */
+		c->will_payload = malloc(o->will_len + 1);
+		if (!c->will_payload)
+			return -ENOMEM;
+		if (o->will_len)
+			memcpy(c->will_payload, o->will_payload, o->will_len);
+	}
+	if (!o->client_id || !o->client_id[0]) {
+		snprintf(gen_id, sizeof(gen_id), "fedvigil-%ld-%lld", (long)getpid(),
+			 (long long)(fv_now_wall_ms() % 1000000));
+	}
+	c->uri = dup_or_null(o->uri, &oom);
+	c->client_id = dup_or_null(o->client_id && o->client_id[0] ? o->client_id : gen_id, &oom);
+	c->username = dup_or_null(o->username, &oom);
+	c->password = dup_or_null(o->password, &oom);
+	c->will_topic = dup_or_null(o->will_topic, &oom);
+	return oom ? -ENOMEM : 0;
+}
+
+struct fv_mqtt *fv_mqtt_new(const struct fv_mqtt_opts *o)
+{
+	MQTTAsync_createOptions co = MQTTAsync_createOptions_initializer;
+	pthread_condattr_t ca;
+	struct fv_mqtt *c;
+	int r;
+
+	if (!o) {
+		fv_log(FV_LOG_ERR, "mqtt: no options");
+		return NULL;
+	}
+	c = calloc(1, sizeof(*c));
+	if (!c)
+		goto oom;
+	c->efd = -1;
+	pthread_mutex_init(&c->lock, NULL);
+	pthread_condattr_init(&ca);
+	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+	pthread_cond_init(&c->cond, &ca);
+	pthread_condattr_destroy(&ca);
+	r = setup_opts(c, o);
+	if (r == -ENOMEM)
+		goto oom;
+	if (r < 0)
+		goto fail;
+	c->ring = calloc(c->queue_max, sizeof(*c->ring));
+	if (!c->ring)
+		goto oom;
+	c->efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+	if (c->efd < 0) {
+		fv_log(FV_LOG_ERR, "mqtt: eventfd: %s", strerror(errno));
+		goto fail;
+	}
+
+	co.sendWhileDisconnected = 1;
+	co.maxBufferedMessages = c->offline_buffer;
+	co.MQTTVersion = MQTTVERSION_3_1_1;
+	/* Publishes made before the first connect are buffered too. */
+	co.allowDisconnectedSendAtAnyTime = 1;
+	co.deleteOldestMessages = 0;
+	co.restoreMessages = 0;
+	co.persistQoS0 = 0;
+	r = MQTTAsync_createWithOptions(&c->h, c->uri, c->client_id, MQTTCLIENT_PERSISTENCE_NONE,
+					NULL, &co);
+	if (r != MQTTASYNC_SUCCESS) {
+		c->h = NULL;
+		fv_log(FV_LOG_ERR, "mqtt: cannot create a client for %s: %s%s", c->uri,
+		       MQTTAsync_strerror(r),
+		       r == MQTTASYNC_BAD_PROTOCOL ? " (TLS needs Paho's paho-mqtt3as)" : "");
+		goto fail;
+	}
+	r = MQTTAsync_setCallbacks(c->h, c, on_connection_lost, on_message, NULL);
+	if (r == MQTTASYNC_SUCCESS)
+		r = MQTTAsync_setConnected(c->h, c, on_connected);
+	if (r != MQTTASYNC_SUCCESS) {
+		fv_log(FV_LOG_ERR, "mqtt: cannot set callbacks: %s", MQTTAsync_strerror(r));
+		goto fail;
+	}
+	return c;
+oom:
+	fv_log(FV_LOG_ERR, "mqtt: out of memory");
+fail:
+	fv_mqtt_free(c, 0);
+	return NULL;
+}
+
+void fv_mqtt_free(struct fv_mqtt *c, int timeout_ms)
+{
+	struct sub *s, *next;
+
+	if (!c)
+		return;
+	if (c->life == LIFE_RUNNING)
+		fv_mqtt_disconnect(c, timeout_ms);
+	/* May call our failure callbacks for commands still queued; the
+	 * object is intact until it returns. */
+	if (c->h)
+		MQTTAsync_destroy(&c->h);
+	if (c->ring) {
+		for (uint32_t i = 0; i < c->count; i++)
+			fv_mqtt_msg_clear(&c->ring[(c->head + i) % c->queue_max]);
+		free(c->ring);
+	}
+	for (s = c->subs; s; s = next) {
+		next = s->next;
+		free(s->filter);
+		free(s);
+	}
+	if (c->efd >= 0)
+		close(c->efd);
+	pthread_cond_destroy(&c->cond);
+	pthread_mutex_destroy(&c->lock);
+	free(c->uri);
+	free(c->client_id);
+	free(c->username);
+	if (c->password) {
+		explicit_bzero(c->password, strlen(c->password));
+		free(c->password);
+	}
+	free(c->will_topic);
+	free(c->will_payload);
+	free(c);
+}
+
+int fv_mqtt_start(struct fv_mqtt *c)
+{
+	MQTTAsync_connectOptions co = MQTTAsync_connectOptions_initializer;
+	MQTTAsync_willOptions wo = MQTTAsync_willOptions_initializer;
+	int rc;
+
+	if (!c)
+		return -EINVAL;
+	if (c->life != LIFE_NEW)
+		return -EALREADY;
+	co.keepAliveInterval = c->keepalive_s;
+	co.cleansession = 1;
+	co.connectTimeout = CONNECT_TIMEOUT_S;
+	co.MQTTVersion = MQTTVERSION_3_1_1;
+	co.automaticReconnect = 1;
+	co.minRetryInterval = c->retry_min_s;
+	co.maxRetryInterval = c->retry_max_s;
+	co.username = c->username;
+	co.password = c->password;
+	co.onSuccess = on_connect_ok;
+	co.onFailure = on_connect_failure;
+	co.context = c;
+	if (c->will_topic) {
+		wo.struct_version = 1;
+		wo.topicName = c->will_topic;
+		wo.message = NULL;
+		wo.payload.data = c->will_payload;
+		wo.payload.len = (int)c->will_len;
+		wo.qos = c->will_qos;
+		wo.retained = c->will_retain;
+		co.will = &wo;
+	}
+	rc = MQTTAsync_connect(c->h, &co);
+	if (rc != MQTTASYNC_SUCCESS) {
+		fv_log(FV_LOG_ERR, "mqtt: cannot start connecting to %s: %s", c->uri,
+		       MQTTAsync_strerror(rc));
+		return rc == MQTTASYNC_BAD_PROTOCOL || rc == MQTTASYNC_BAD_STRUCTURE ||
+		       rc == MQTTASYNC_BAD_UTF8_STRING ? -EINVAL : -EIO;
+	}
+	c->life = LIFE_RUNNING;
+	return 0;
+}
+
+int fv_mqtt_subscribe(struct fv_mqtt *c, const char *filter, int qos)
+{
+	struct sub *s, *found = NULL;
+	bool now;
+
+	if (!c || !filter_valid(filter) || qos < 0 || qos > 2)
+		return -EINVAL;
+	pthread_mutex_lock(&c->lock);
+	for (s = c->subs; s; s = s->next)
+		if (strcmp(s->filter, filter) == 0) {
+			found = s;
+			break;
+		}
+	if (found) {
+		found->qos = qos;
+	} else {
+		s = calloc(1, sizeof(*s));
+		if (s)
+			s->filter = strdup(filter);
+		if (!s || !s->filter) {
+			pthread_mutex_unlock(&c->lock);
+			free(s);
+			return -ENOMEM;
+		}
+		s->qos = qos;
+		if (c->subs_tail)
+			c->subs_tail->next = s;
+		else
+			c->subs = s;
+		c->subs_tail = s;
+		c->n_subs++;
+	}
+	now = c->connected && c->life == LIFE_RUNNING;
+	pthread_mutex_unlock(&c->lock);
+	if (now)
+		subscribe_now(c, filter, qos);
+	return 0;
+}
+
+int fv_mqtt_publish(struct fv_mqtt *c, const char *topic, const void *payload, size_t len,
+		    int qos, bool retain)
+{
+	MQTTAsync_responseOptions ro = MQTTAsync_responseOptions_initializer;
+	bool conn;
+	int rc;
+
+	if (!c || !topic_valid(topic) || qos < 0 || qos > 2 || (len && !payload))
+		return -EINVAL;
+	if (len > PAYLOAD_LIMIT || len > INT_MAX)
+		return -E2BIG;
+	if (c->life == LIFE_STOPPED) {
+		c->publish_failed++;
+		return -ENOTCONN;
+	}
+	ro.onSuccess = on_publish_ok;
+	ro.onFailure = on_publish_failed;
+	ro.context = c;
+	/* Count it before Paho can complete it on its thread. */
+	pthread_mutex_lock(&c->lock);
+	c->pending++;
+	pthread_mutex_unlock(&c->lock);
+	rc = MQTTAsync_send(c->h, topic, (int)len, len ? payload : "", qos, retain, &ro);
+	if (rc == MQTTASYNC_SUCCESS) {
+		c->published++;
+		c->bytes_out += len;
+		return 0;
+	}
+	pthread_mutex_lock(&c->lock);
+	c->pending--;
+	conn = c->connected;
+	pthread_cond_broadcast(&c->cond);
+	pthread_mutex_unlock(&c->lock);
+	c->publish_failed++;
+	switch (rc) {
+	case MQTTASYNC_MAX_BUFFERED_MESSAGES:
+		return conn ? -ENOBUFS : -ENOTCONN;
+	case MQTTASYNC_DISCONNECTED:
+		return -ENOTCONN;
+	case MQTTASYNC_BAD_UTF8_STRING:
+	case MQTTASYNC_BAD_QOS:
+	case MQTTASYNC_NULL_PARAMETER:
+		return -EINVAL;
+	default:
+		return -EIO;
+	}
+}
+
+bool fv_mqtt_connected(const struct fv_mqtt *c)
+{
+	struct fv_mqtt *m = unconst(c);
+	bool r;
+
+	if (!c)
+		return false;
+	pthread_mutex_lock(&m->lock);
+	r = m->connected;
+	pthread_mutex_unlock(&m->lock);
+	return r;
+}
+
+int fv_mqtt_pending(const struct fv_mqtt *c)
+{
+	struct fv_mqtt *m = unconst(c);
+	int r;
+
+	if (!c)
+		return 0;
+	pthread_mutex_lock(&m->lock);
+	r = m->pending;
+	pthread_mutex_unlock(&m->lock);
+	return r;
+}
+
+int fv_mqtt_fd(const struct fv_mqtt *c)
+{
+	return c ? c->efd : -EINVAL;
+}
+
+enum fv_mqtt_event fv_mqtt_next(struct fv_mqtt *c, struct fv_mqtt_msg *ret_msg)
+{
+	enum fv_mqtt_event ev = FV_MQTT_EV_NONE;
+
+	if (!c)
+		return FV_MQTT_EV_NONE;
+	pthread_mutex_lock(&c->lock);
+	if (c->ev_count) {
+		ev = c->evs[c->ev_head];
+		c->ev_head = (c->ev_head + 1) % EV_RING;
+		c->ev_count--;
+	} else if (c->count && ret_msg) {
+		ev = FV_MQTT_EV_MESSAGE;
+		*ret_msg = c->ring[c->head];
+		memset(&c->ring[c->head], 0, sizeof(c->ring[c->head]));
+		c->head = (c->head + 1) % c->queue_max;
+		c->count--;
+	}
+	if (ev != FV_MQTT_EV_NONE && nothing_pending(c))
+		unwake(c);
+	pthread_mutex_unlock(&c->lock);
+	return ev;
+}
+
+void fv_mqtt_get_stats(const struct fv_mqtt *c, struct fv_mqtt_stats *ret)
+{
+	struct fv_mqtt *m = unconst(c);
+	struct fv_mqtt_stats s = { 0 };
+
+	if (!c || !ret)
+		return;
+	pthread_mutex_lock(&m->lock);
+	s.received = m->received;
+	s.dropped_full = m->dropped_full;
+	s.dropped_big = m->dropped_big;
+	s.reconnects = m->reconnects;
+	pthread_mutex_unlock(&m->lock);
+	s.published = m->published;
+	s.publish_failed = m->publish_failed;
+	s.bytes_out = m->bytes_out;
+	*ret = s;
+}
+
+int fv_mqtt_disconnect(struct fv_mqtt *c, int timeout_ms)
+{
+	MQTTAsync_disconnectOptions dopt = MQTTAsync_disconnectOptions_initializer;
+	int64_t deadline;
+	int rc, ret = 0;
+
+	if (!c)
+		return -EINVAL;
+	if (c->life != LIFE_RUNNING) {
+		c->life = LIFE_STOPPED;
+		return -ENOTCONN;
+	}
+	c->life = LIFE_STOPPED;
+	if (timeout_ms < 0)
+		timeout_ms = 0;
+	deadline = mono_ms() + timeout_ms;
+
+	/* While connected, let in-flight publishes complete first. */
+	pthread_mutex_lock(&c->lock);
+	while (c->connected && c->pending > 0)
+		if (!wait_until(c, deadline) && mono_ms() >= deadline)
+			break;
+	if (c->connected && c->pending > 0)
+		ret = -ETIMEDOUT;
+	c->disc_done = false;
+	pthread_mutex_unlock(&c->lock);
+
+	dopt.timeout = (int)FV_MAX(deadline - mono_ms(), (int64_t)0);
+	dopt.onSuccess = on_disconnect_ok;
+	dopt.onFailure = on_disconnect_failed;
+	dopt.context = c;
+	/* Also stops Paho's reconnect attempts when we are not connected. */
+	rc = MQTTAsync_disconnect(c->h, &dopt);
+	if (rc == MQTTASYNC_SUCCESS) {
+		/* Paho bounds its own wait by dopt.timeout; allow it a little
+		 * more for its 100 ms polling. */
+		int64_t d2 = mono_ms() + dopt.timeout + 1000;
+
+		pthread_mutex_lock(&c->lock);
+		while (!c->disc_done)
+			if (!wait_until(c, d2) && mono_ms() >= d2)
+				break;
+		if (!c->disc_done)
+			ret = -ETIMEDOUT;
+		pthread_mutex_unlock(&c->lock);
+		fv_log(FV_LOG_NOTICE, "mqtt: disconnected from %s", c->uri);
+	} else if (rc == MQTTASYNC_DISCONNECTED) {
+		ret = ret ? ret : -ENOTCONN;
+	} else {
+		ret = -EIO;
+	}
+	pthread_mutex_lock(&c->lock);
+	c->connected = false;
+	pthread_mutex_unlock(&c->lock);
+	return ret;
+}

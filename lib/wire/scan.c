@@ -1,0 +1,254 @@
+/* A bounds-checking walk over protobuf bytes, run before protobuf-c unpacks
+ * them.
+ *
+ * protobuf_c_message_unpack() allocates as it goes: a repeated field of
+ * empty sub-messages costs ~40 bytes of heap per 2 bytes of input, a packed
+ * uint64 field 8 bytes per byte, and protobuf-c 1.4.1 (Debian bookworm) has
+ * unpack bugs fixed only in 1.5.x. So every message from a peer is walked
+ * here first, without allocating, against a table of what each field may
+ * hold; only bytes that fit our schema with bounded counts reach the
+ * unpacker. The tables mirror proto/fedvigil.proto: keep them in step. */
+#include <errno.h>
+#include <string.h>
+
+#include "fedvigil/util.h"
+#include "wire/wire-int.h"
+
+/* Embedded messages nest at most CoordState > GlobalModel > Header. */
+#define MAX_DEPTH 4
+
+/* Generous bounds for the small embedded messages: their largest valid
+ * encoding is well below these (a Header is at most ~170 bytes). */
+#define HDR_MAX 512
+#define HPARAMS_MAX 128
+#define HIST_MAX 4096   /* 240 varints of <= 10 bytes + 5 scalars */
+#define CHSTATS_MAX 128 /* 1 varint + 4 doubles: <= 56 bytes */
+#define SPEC_MAX 512    /* 17 + 16 varints of <= 5 bytes */
+#define PARAMS_MAX ((size_t)FV_NN_MAX_PARAMS * 4)
+
+#define ONE(f, wt) { .field = (f), .wire_types = (wt), .max_count = 1, .max_bytes = 10 }
+
+static const struct pb_rule header_rule[] = {
+	ONE(1, PB_VARINT),
+	{ .field = 2, .wire_types = PB_LEN, .flags = PB_F_STRING, .max_count = 1,
+	  .max_bytes = FV_NAME_MAX },
+	{ .field = 3, .wire_types = PB_LEN, .flags = PB_F_STRING, .max_count = 1,
+	  .max_bytes = FV_NAME_MAX },
+	ONE(4, PB_VARINT),
+	ONE(5, PB_VARINT),
+	ONE(6, PB_VARINT),
+};
+static const struct pb_rules header_rules = { header_rule, FV_ARRAY_SIZE(header_rule), 8 };
+
+static const struct pb_rule hparams_rule[] = {
+	ONE(1, PB_VARINT), ONE(2, PB_VARINT), ONE(3, PB_FIXED32),
+	ONE(4, PB_VARINT), ONE(5, PB_VARINT),
+};
+static const struct pb_rules hparams_rules = { hparams_rule, FV_ARRAY_SIZE(hparams_rule), 8 };
+
+static const struct pb_rule hist_rule[] = {
+	{ .field = 1, .wire_types = PB_LEN | PB_VARINT, .max_count = FV_HIST_BINS,
+	  .max_bytes = FV_HIST_BINS * 10, .err = -EDOM },
+	ONE(2, PB_VARINT), ONE(3, PB_VARINT), ONE(4, PB_VARINT),
+	ONE(5, PB_FIXED64), ONE(6, PB_FIXED64),
+};
+static const struct pb_rules hist_rules = { hist_rule, FV_ARRAY_SIZE(hist_rule), 8 };
+
+static const struct pb_rule chstats_rule[] = {
+	ONE(1, PB_VARINT), ONE(2, PB_FIXED64), ONE(3, PB_FIXED64),
+	ONE(4, PB_FIXED64), ONE(5, PB_FIXED64),
+};
+static const struct pb_rules chstats_rules = { chstats_rule, FV_ARRAY_SIZE(chstats_rule), 4 };
+
+static const struct pb_rule spec_rule[] = {
+	{ .field = 1, .wire_types = PB_LEN | PB_VARINT, .max_count = FV_NN_MAX_LAYERS + 1,
+	  .max_bytes = (FV_NN_MAX_LAYERS + 1) * 5, .err = -EDOM },
+	{ .field = 2, .wire_types = PB_LEN | PB_VARINT, .max_count = FV_NN_MAX_LAYERS,
+	  .max_bytes = FV_NN_MAX_LAYERS * 5, .err = -EDOM },
+};
+static const struct pb_rules spec_rules = { spec_rule, FV_ARRAY_SIZE(spec_rule), 4 };
+
+#define HEADER_RULE { .field = 1, .wire_types = PB_LEN, .max_count = 1, \
+		      .max_bytes = HDR_MAX, .sub = &header_rules }
+
+static const struct pb_rule announce_rule[] = {
+	HEADER_RULE,
+	ONE(2, PB_VARINT),
+	{ .field = 3, .wire_types = PB_LEN, .max_count = 1, .max_bytes = HPARAMS_MAX,
+	  .sub = &hparams_rules },
+	ONE(4, PB_VARINT),
+	/* Each name is checked by the decoder; here only their number and
+	 * total size (so that an oversized list is a shape error). */
+	{ .field = 5, .wire_types = PB_LEN, .flags = PB_F_STRING, .max_count = FV_MAX_SELECTED,
+	  .max_bytes = (size_t)FV_MAX_SELECTED * FV_NAME_MAX, .err = -EDOM },
+};
+const struct pb_rules pb_rules_announce = { announce_rule, FV_ARRAY_SIZE(announce_rule), 16 };
+
+static const struct pb_rule update_rule[] = {
+	HEADER_RULE,
+	ONE(2, PB_VARINT),
+	ONE(3, PB_VARINT),
+	ONE(4, PB_FIXED32),
+	ONE(5, PB_VARINT),
+	{ .field = 6, .wire_types = PB_LEN, .max_count = 1, .max_bytes = PARAMS_MAX,
+	  .err = -EDOM },
+	{ .field = 7, .wire_types = PB_LEN, .max_count = 1, .max_bytes = HIST_MAX,
+	  .err = -EDOM, .sub = &hist_rules },
+	{ .field = 8, .wire_types = PB_LEN, .max_count = FV_MAX_CHANNELS,
+	  .max_bytes = (size_t)FV_MAX_CHANNELS * CHSTATS_MAX, .err = -EDOM,
+	  .sub = &chstats_rules },
+};
+const struct pb_rules pb_rules_update = { update_rule, FV_ARRAY_SIZE(update_rule), 16 };
+
+static const struct pb_rule global_rule[] = {
+	HEADER_RULE,
+	ONE(2, PB_VARINT),
+	{ .field = 3, .wire_types = PB_LEN, .max_count = 1, .max_bytes = SPEC_MAX,
+	  .err = -EDOM, .sub = &spec_rules },
+	ONE(4, PB_VARINT),
+	ONE(5, PB_VARINT),
+	ONE(6, PB_VARINT),
+	{ .field = 7, .wire_types = PB_LEN | PB_FIXED32, .max_count = FV_MAX_CHANNELS,
+	  .max_bytes = FV_MAX_CHANNELS * 4, .err = -EDOM },
+	{ .field = 8, .wire_types = PB_LEN | PB_FIXED32, .max_count = FV_MAX_CHANNELS,
+	  .max_bytes = FV_MAX_CHANNELS * 4, .err = -EDOM },
+	{ .field = 9, .wire_types = PB_LEN, .max_count = 1, .max_bytes = PARAMS_MAX,
+	  .err = -EDOM },
+	ONE(10, PB_FIXED32),
+	ONE(11, PB_FIXED32),
+	ONE(12, PB_FIXED32),
+	ONE(13, PB_VARINT),
+};
+const struct pb_rules pb_rules_global = { global_rule, FV_ARRAY_SIZE(global_rule), 16 };
+
+static const struct pb_rule state_rule[] = {
+	ONE(1, PB_VARINT),
+	ONE(2, PB_VARINT),
+	ONE(3, PB_VARINT),
+	{ .field = 4, .wire_types = PB_LEN, .max_count = 1, .max_bytes = FV_MAX_MSG_BYTES,
+	  .sub = &pb_rules_global },
+};
+const struct pb_rules pb_rules_state = { state_rule, FV_ARRAY_SIZE(state_rule), 16 };
+
+/* Read a varint at *p (< end); advance *p. 0 or -EBADMSG. */
+static int varint(const uint8_t **p, const uint8_t *end, uint64_t *ret)
+{
+	uint64_t v = 0;
+
+	for (unsigned i = 0; i < 10; i++) {
+		if (*p >= end)
+			return -EBADMSG;
+		uint8_t b = *(*p)++;
+
+		if (i == 9 && b > 1)
+			return -EBADMSG; /* more than 64 bits */
+		v |= (uint64_t)(b & 0x7f) << (7 * i);
+		if (!(b & 0x80)) {
+			*ret = v;
+			return 0;
+		}
+	}
+	return -EBADMSG;
+}
+
+static const struct pb_rule *find(const struct pb_rules *rules, uint64_t field, size_t *ret_i)
+{
+	for (size_t i = 0; i < rules->n_rules; i++) {
+		if (rules->rule[i].field == field) {
+			*ret_i = i;
+			return &rules->rule[i];
+		}
+	}
+	return NULL;
+}
+
+static int scan(const uint8_t *buf, size_t len, const struct pb_rules *rules, int depth)
+{
+	const uint8_t *p = buf, *end = buf + len;
+	uint32_t count[PB_MAX_RULES] = { 0 };
+	size_t bytes[PB_MAX_RULES] = { 0 };
+	uint32_t unknown = 0;
+	int r;
+
+	if (depth > MAX_DEPTH || rules->n_rules > PB_MAX_RULES)
+		return -EBADMSG;
+	while (p < end) {
+		uint64_t key, v;
+		const uint8_t *start;
+		size_t n, i = 0;
+
+		r = varint(&p, end, &key);
+		if (r < 0)
+			return r;
+		uint64_t field = key >> 3;
+		unsigned wt = key & 7;
+
+		if (field == 0 || field > 0x1fffffff)
+			return -EBADMSG;
+		start = p;
+		switch (wt) {
+		case 0:
+			r = varint(&p, end, &v);
+			if (r < 0)
+				return r;
+			n = (size_t)(p - start);
+			break;
+		case 1:
+			if (end - p < 8)
+				return -EBADMSG;
+			p += 8;
+			n = 8;
+			break;
+		case 5:
+			if (end - p < 4)
+				return -EBADMSG;
+			p += 4;
+			n = 4;
+			break;
+		case 2:
+			r = varint(&p, end, &v);
+			if (r < 0)
+				return r;
+			if (v > (uint64_t)(end - p))
+				return -EBADMSG;
+			start = p;
+			n = (size_t)v;
+			p += n;
+			break;
+		default:
+			return -EBADMSG; /* groups (3, 4) and undefined types */
+		}
+
+		const struct pb_rule *rule = find(rules, field, &i);
+
+		if (!rule) {
+			if (++unknown > rules->max_unknown)
+				return -EBADMSG;
+			continue;
+		}
+		if (!(rule->wire_types & (1u << wt)))
+			return -EBADMSG;
+		if (++count[i] > rule->max_count || n > rule->max_bytes - bytes[i])
+			return rule->err ? rule->err : -EBADMSG;
+		bytes[i] += n;
+		if (wt != 2)
+			continue;
+		if ((rule->flags & PB_F_STRING) && memchr(start, '\0', n))
+			return -EBADMSG;
+		if (rule->sub) {
+			r = scan(start, n, rule->sub, depth + 1);
+			if (r < 0)
+				return r;
+		}
+	}
+	return 0;
+}
+
+int pb_scan(const uint8_t *buf, size_t len, const struct pb_rules *rules)
+{
+	if (!buf && len)
+		return -EBADMSG;
+	if (!buf)
+		return 0;
+	return scan(buf, len, rules, 0);
+}

@@ -1,0 +1,74 @@
+/* Private to lib/wire: the pre-unpack scanner and the GlobalModel
+ * conversions shared by the message codec and the state file. */
+#ifndef FEDVIGIL_WIRE_INT_H
+#define FEDVIGIL_WIRE_INT_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "fedvigil/wire.h"
+#include "fedvigil.pb-c.h"
+
+/* Wire types accepted by a rule (bit 1 << wire type). */
+#define PB_VARINT (1u << 0)
+#define PB_FIXED64 (1u << 1)
+#define PB_LEN (1u << 2)
+#define PB_FIXED32 (1u << 5)
+
+/* Rule flags. */
+#define PB_F_STRING (1u << 0) /* LEN payload is text: no NUL bytes */
+
+struct pb_rules;
+
+/* Bounds of one field of a message, over all its occurrences. */
+struct pb_rule {
+	uint32_t field;             /* field number */
+	uint8_t wire_types;         /* PB_* mask of accepted wire types */
+	uint8_t flags;              /* PB_F_* */
+	uint32_t max_count;         /* occurrences (packed chunks or elements) */
+	size_t max_bytes;           /* payload bytes summed over occurrences */
+	int err;                    /* returned when a bound is exceeded (0: -EBADMSG) */
+	const struct pb_rules *sub; /* rules of an embedded message, or NULL */
+};
+
+/* Rules of one message type. */
+struct pb_rules {
+	const struct pb_rule *rule; /* known fields */
+	size_t n_rules;             /* entries in rule (at most PB_MAX_RULES) */
+	uint32_t max_unknown;       /* unknown fields tolerated at this level */
+};
+#define PB_MAX_RULES 16
+
+/* Rules of the top-level messages (scan.c). */
+extern const struct pb_rules pb_rules_announce;
+extern const struct pb_rules pb_rules_update;
+extern const struct pb_rules pb_rules_global;
+extern const struct pb_rules pb_rules_state;
+
+/* Walk the protobuf encoding in buf without allocating and check it against
+ * rules (recursively for embedded messages): well-formed tags, varints and
+ * lengths, accepted wire types, no groups, bounded occurrences and bytes per
+ * field, bounded unknown fields. Bounds everything protobuf_c's unpacker
+ * would allocate before it runs. 0, -EBADMSG, or a rule's err. */
+int pb_scan(const uint8_t *buf, size_t len, const struct pb_rules *rules);
+
+/* Memory a packed GlobalModel borrows while it is being serialised. */
+struct pb_global {
+	Fedvigil__V1__GlobalModel m;                /* the message */
+	Fedvigil__V1__Header h;                     /* m.header */
+	Fedvigil__V1__ModelSpec spec;               /* m.spec */
+	uint32_t sizes[FV_NN_MAX_LAYERS + 1];       /* spec.sizes */
+	uint32_t acts[FV_NN_MAX_LAYERS];            /* spec.acts */
+	uint8_t *le;                                /* big-endian hosts: LE params */
+};
+
+/* Fill pg from g (borrowing g's arrays). 0, -EINVAL or -ENOMEM; release
+ * with wire_global_done() after packing. */
+int wire_global_fill(struct pb_global *pg, const struct fv_global *g);
+void wire_global_done(struct pb_global *pg);
+/* Validate an unpacked GlobalModel and copy it into *ret (owned arrays).
+ * expect_fleet may be NULL. 0 or a negative errno as fv_global_decode(). */
+int wire_global_from_pb(const Fedvigil__V1__GlobalModel *m, const char *expect_fleet,
+			struct fv_global *ret);
+
+#endif

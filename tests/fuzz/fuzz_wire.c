@@ -1,0 +1,121 @@
+/* Fuzz target for the wire decoders (lib/wire): the first byte of an input
+ * picks the decoder, the rest is the message.
+ *
+ *   0 ModelUpdate   1 GlobalModel   2 RoundAnnounce   3 state file
+ *
+ * Built with -fsanitize=fuzzer (clang) it is a libFuzzer target:
+ *   clang -g -O1 -fsanitize=fuzzer,address,undefined -DFV_LIBFUZZER ...
+ *   ./fuzz_wire tests/fuzz/corpus/wire
+ * Built without FV_LIBFUZZER it is a plain program that replays the files
+ * (or directories of files) given as arguments, for ctest. Every crash
+ * found becomes a file in tests/fuzz/corpus/wire/. */
+#include <dirent.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "fedvigil/util.h"
+#include "fedvigil/wire.h"
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+	if (size < 1)
+		return 0;
+	const uint8_t *p = data + 1;
+	size_t n = size - 1;
+
+	switch (data[0] & 3) {
+	case 0: {
+		struct fv_update u;
+
+		if (fv_update_decode(p, n, NULL, &u) == 0) {
+			(void)fv_update_check(&u, u.kind, u.h.round, u.h.base_version,
+					      u.n_params, u.n_channels);
+			fv_update_clear(&u);
+		}
+		break;
+	}
+	case 1: {
+		struct fv_global g, c;
+
+		if (fv_global_decode(p, n, NULL, &g) == 0) {
+			uint8_t *buf;
+			size_t len;
+
+			/* What decodes must encode again. */
+			if (fv_global_encode(&g, &buf, &len) != 0)
+				abort();
+			free(buf);
+			if (fv_global_copy(&g, &c) == 0)
+				fv_global_clear(&c);
+			fv_global_clear(&g);
+		}
+		break;
+	}
+	case 2: {
+		struct fv_announce a;
+
+		if (fv_announce_decode(p, n, NULL, &a) == 0)
+			fv_announce_clear(&a);
+		break;
+	}
+	default: {
+		struct fv_coord_state s;
+
+		if (fv_state_decode(p, n, &s) == 0)
+			fv_state_clear(&s);
+		break;
+	}
+	}
+	return 0;
+}
+
+#ifndef FV_LIBFUZZER
+static int replay_file(const char *path)
+{
+	void *buf;
+	size_t len;
+	int r = fv_file_read(path, FV_MAX_MSG_BYTES + 16, &buf, &len);
+
+	if (r < 0) {
+		fprintf(stderr, "%s: %s\n", path, fv_strerror(r));
+		return 1;
+	}
+	LLVMFuzzerTestOneInput(buf, len);
+	free(buf);
+	return 0;
+}
+
+static int replay(const char *path)
+{
+	DIR *d = opendir(path);
+	struct dirent *e;
+	char sub[4096];
+	int fails = 0, n = 0;
+
+	if (!d)
+		return replay_file(path);
+	while ((e = readdir(d))) {
+		if (e->d_name[0] == '.')
+			continue;
+		snprintf(sub, sizeof(sub), "%s/%s", path, e->d_name);
+		fails += replay(sub);
+		n++;
+	}
+	closedir(d);
+	printf("%s: %d inputs\n", path, n);
+	return fails;
+}
+
+int main(int argc, char **argv)
+{
+	int fails = 0;
+
+	for (int i = 1; i < argc; i++)
+		fails += replay(argv[i]);
+	return fails ? 1 : 0;
+}
+#endif

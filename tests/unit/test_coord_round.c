@@ -1,0 +1,606 @@
+/* Unit tests of the coordinator's round logic: the pure decisions of
+ * coordinator/round.c (selection size, quorum, deterministic seeded
+ * selection, close decisions) and the round machine of coordinator/coord.c
+ * driven without a broker (statistics round, FedAvg round, rejections,
+ * deadline extension, finish, state file resume/refusal). */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include <unistd.h>
+
+#include "coord.h"
+#include "fedvigil/fl.h"
+#include "fedvigil/wire.h"
+#include "round.h"
+
+static char (*names(uint32_t n, const char *prefix))[FV_NAME_MAX]
+{
+	char (*v)[FV_NAME_MAX] = calloc(n ? n : 1, FV_NAME_MAX);
+
+	assert_non_null(v);
+	/* zero-padded, so the array is sorted by strcmp */
+	for (uint32_t i = 0; i < n; i++)
+		snprintf(v[i], FV_NAME_MAX, "%s%05u", prefix, i);
+	return v;
+}
+
+static void test_target(void **state)
+{
+	(void)state;
+	assert_int_equal(round_target(0, 1, 1.0), 0);
+	assert_int_equal(round_target(10, 1, 1.0), 10);
+	assert_int_equal(round_target(10, 1, 0.3), 3);
+	assert_int_equal(round_target(10, 1, 0.25), 3);  /* ceil(2.5) */
+	assert_int_equal(round_target(5, 1, 0.6), 3);    /* 0.6*5 is 3.0000000000000004 */
+	assert_int_equal(round_target(10, 4, 0.1), 4);   /* min_agents wins */
+	assert_int_equal(round_target(3, 5, 1.0), 3);    /* capped at live */
+	assert_int_equal(round_target(10000, 1, 1.0), FV_MAX_SELECTED);
+}
+
+static void test_quorum(void **state)
+{
+	(void)state;
+	assert_int_equal(round_quorum(5, 1.0), 5);
+	assert_int_equal(round_quorum(5, 0.6), 3);
+	assert_int_equal(round_quorum(3, 0.5), 2);
+	assert_int_equal(round_quorum(10, 0.001), 1);
+	assert_int_equal(round_quorum(0, 1.0), 1);
+	assert_int_equal(round_quorum(7, 0.7), 5); /* ceil(4.9) */
+}
+
+static void test_find(void **state)
+{
+	char (*v)[FV_NAME_MAX] = names(9, "a");
+
+	(void)state;
+	for (uint32_t i = 0; i < 9; i++) {
+		assert_int_equal(round_find_sorted((const char (*)[FV_NAME_MAX])v, 9, v[i]), i);
+		assert_int_equal(round_find((const char (*)[FV_NAME_MAX])v, 9, v[i]), i);
+	}
+	assert_int_equal(round_find_sorted((const char (*)[FV_NAME_MAX])v, 9, "b"), -1);
+	assert_int_equal(round_find_sorted((const char (*)[FV_NAME_MAX])v, 0, v[0]), -1);
+	assert_int_equal(round_find((const char (*)[FV_NAME_MAX])v, 9, ""), -1);
+	free(v);
+}
+
+static void test_select_all_and_unique(void **state)
+{
+	char (*live)[FV_NAME_MAX] = names(20, "pump-");
+	char (*sel)[FV_NAME_MAX] = calloc(FV_MAX_SELECTED, FV_NAME_MAX);
+	int n;
+
+	(void)state;
+	assert_non_null(sel);
+	n = round_select((const char (*)[FV_NAME_MAX])live, 20, NULL, 0, 1, 1.0, 1, 0, sel);
+	assert_int_equal(n, 20);
+	/* every live agent exactly once */
+	for (int i = 0; i < 20; i++) {
+		assert_int_not_equal(round_find((const char (*)[FV_NAME_MAX])sel, 20, live[i]), -1);
+		for (int j = i + 1; j < 20; j++)
+			assert_string_not_equal(sel[i], sel[j]);
+	}
+	/* nothing live, nothing kept: empty */
+	n = round_select((const char (*)[FV_NAME_MAX])live, 0, NULL, 0, 1, 1.0, 1, 0, sel);
+	assert_int_equal(n, 0);
+	free(live);
+	free(sel);
+}
+
+static void test_select_deterministic(void **state)
+{
+	char (*live)[FV_NAME_MAX] = names(10, "a");
+	char (*s1)[FV_NAME_MAX] = calloc(FV_MAX_SELECTED, FV_NAME_MAX);
+	char (*s2)[FV_NAME_MAX] = calloc(FV_MAX_SELECTED, FV_NAME_MAX);
+	int n1, n2, differ = 0;
+
+	(void)state;
+	assert_non_null(s1);
+	assert_non_null(s2);
+	n1 = round_select((const char (*)[FV_NAME_MAX])live, 10, NULL, 0, 1, 0.3, 42, 7, s1);
+	n2 = round_select((const char (*)[FV_NAME_MAX])live, 10, NULL, 0, 1, 0.3, 42, 7, s2);
+	assert_int_equal(n1, 3);
+	assert_int_equal(n2, 3);
+	assert_memory_equal(s1, s2, 3 * FV_NAME_MAX);
+	/* another round (or seed) gives another selection at least sometimes */
+	for (uint64_t r = 8; r < 28; r++) {
+		n2 = round_select((const char (*)[FV_NAME_MAX])live, 10, NULL, 0, 1, 0.3, 42, r,
+				  s2);
+		assert_int_equal(n2, 3);
+		if (memcmp(s1, s2, 3 * FV_NAME_MAX) != 0)
+			differ++;
+	}
+	assert_true(differ >= 10);
+	free(live);
+	free(s1);
+	free(s2);
+}
+
+static void test_select_fair(void **state)
+{
+	char (*live)[FV_NAME_MAX] = names(4, "a");
+	char (*sel)[FV_NAME_MAX] = calloc(FV_MAX_SELECTED, FV_NAME_MAX);
+	unsigned hits[4] = { 0 };
+
+	(void)state;
+	assert_non_null(sel);
+	for (uint64_t r = 0; r < 4000; r++) {
+		int n = round_select((const char (*)[FV_NAME_MAX])live, 4, NULL, 0, 1, 0.25, 3, r,
+				     sel);
+
+		assert_int_equal(n, 1);
+		hits[round_find_sorted((const char (*)[FV_NAME_MAX])live, 4, sel[0])]++;
+	}
+	for (int i = 0; i < 4; i++) {
+		assert_true(hits[i] > 850);
+		assert_true(hits[i] < 1150);
+	}
+	free(live);
+	free(sel);
+}
+
+static void test_select_keep(void **state)
+{
+	char (*live)[FV_NAME_MAX] = names(6, "a");
+	char keep[2][FV_NAME_MAX] = { "zz-gone", "" };
+	char (*sel)[FV_NAME_MAX] = calloc(FV_MAX_SELECTED, FV_NAME_MAX);
+	int n;
+
+	(void)state;
+	assert_non_null(sel);
+	memcpy(keep[1], live[4], FV_NAME_MAX);
+	/* target 3 of 6 live; two kept (one no longer live) come first */
+	n = round_select((const char (*)[FV_NAME_MAX])live, 6, (const char (*)[FV_NAME_MAX])keep,
+			 2, 1, 0.5, 1, 5, sel);
+	assert_int_equal(n, 3);
+	assert_string_equal(sel[0], "zz-gone");
+	assert_string_equal(sel[1], live[4]);
+	assert_string_not_equal(sel[2], live[4]);
+	assert_int_not_equal(round_find_sorted((const char (*)[FV_NAME_MAX])live, 6, sel[2]), -1);
+	/* more kept than the target: all kept, no more */
+	n = round_select((const char (*)[FV_NAME_MAX])live, 6, (const char (*)[FV_NAME_MAX])keep,
+			 2, 1, 0.1, 1, 5, sel);
+	assert_int_equal(n, 2);
+	/* keep with nothing live */
+	n = round_select((const char (*)[FV_NAME_MAX])live, 0, (const char (*)[FV_NAME_MAX])keep,
+			 2, 1, 1.0, 1, 5, sel);
+	assert_int_equal(n, 2);
+	free(live);
+	free(sel);
+}
+
+static void test_decide(void **state)
+{
+	struct round_status s = {
+		.n_selected = 4, .n_answered = 0, .quorum_n = 3, .extensions = 0,
+		.max_extensions = 2, .now_ms = 1000, .deadline_ms = 2000,
+	};
+
+	(void)state;
+	assert_int_equal(round_decide(&s), ROUND_WAIT);
+	s.n_answered = 3;
+	assert_int_equal(round_decide(&s), ROUND_WAIT); /* quorum, but not all */
+	s.n_answered = 4;
+	assert_int_equal(round_decide(&s), ROUND_CLOSE); /* all answered early */
+	s.n_answered = 3;
+	s.now_ms = 2000;
+	assert_int_equal(round_decide(&s), ROUND_CLOSE); /* quorum at deadline */
+	s.n_answered = 2;
+	assert_int_equal(round_decide(&s), ROUND_EXTEND);
+	s.extensions = 2;
+	assert_int_equal(round_decide(&s), ROUND_CLOSE); /* out of extensions, >= 1 */
+	s.n_answered = 0;
+	assert_int_equal(round_decide(&s), ROUND_RESTART);
+	s.extensions = 1;
+	assert_int_equal(round_decide(&s), ROUND_EXTEND);
+	/* an empty selection never "all answered" */
+	s.n_selected = 0;
+	s.now_ms = 0;
+	assert_int_equal(round_decide(&s), ROUND_WAIT);
+}
+
+/* ---- the round machine (coord.c), no broker ---- */
+
+#define FLEET "utest"
+
+struct fixture {
+	char dir[64];             /* state_dir (mkdtemp) */
+	char path[128];           /* its coordinator.state */
+	struct coord_config cfg;
+	struct coord *co;
+	int64_t t;                /* virtual monotonic clock, ahead of the real one */
+};
+
+static void fixture_config(struct fixture *f)
+{
+	char err[256];
+
+	assert_int_equal(coord_config_defaults(&f->cfg, err, sizeof(err)), 0);
+	fv_strlcpy(f->cfg.fleet, FLEET, sizeof(f->cfg.fleet));
+	fv_strlcpy(f->cfg.state_dir, f->dir, sizeof(f->cfg.state_dir));
+	fv_strlcpy(f->cfg.hidden, "3", sizeof(f->cfg.hidden));
+	f->cfg.window = 2;
+	f->cfg.channels = 2;
+	f->cfg.min_agents = 2;
+	f->cfg.rounds = 2;
+	f->cfg.deadline_ms = 1000;
+	f->cfg.interval_ms = 100;
+	f->cfg.max_extensions = 1;
+	f->cfg.percentile = 99.5;
+	f->cfg.margin = 1.0;
+	assert_int_equal(coord_config_finish(&f->cfg, err, sizeof(err)), 0);
+}
+
+static int setup(void **state)
+{
+	struct fixture *f = calloc(1, sizeof(*f));
+
+	assert_non_null(f);
+	fv_log_setup(FV_LOG_ERR, "test_coord_round");
+	snprintf(f->dir, sizeof(f->dir), "/tmp/fvcoordXXXXXX");
+	assert_non_null(mkdtemp(f->dir));
+	snprintf(f->path, sizeof(f->path), "%s/coordinator.state", f->dir);
+	fixture_config(f);
+	*state = f;
+	return 0;
+}
+
+static int teardown(void **state)
+{
+	struct fixture *f = *state;
+
+	coord_free(f->co);
+	unlink(f->path);
+	rmdir(f->dir);
+	free(f);
+	return 0;
+}
+
+static void birth(struct coord *co, const char *agent, const char *payload)
+{
+	char topic[FV_TOPIC_MAX];
+
+	assert_non_null(fv_topic_agent(topic, FLEET, agent, "state"));
+	coord_on_message(co, topic, payload, strlen(payload));
+}
+
+static void hdr(struct fv_hdr *h, const char *agent, uint64_t round, uint64_t base)
+{
+	h->schema = FV_SCHEMA_VERSION;
+	fv_strlcpy(h->fleet, FLEET, sizeof(h->fleet));
+	fv_strlcpy(h->sender, agent, sizeof(h->sender));
+	h->round = round;
+	h->base_version = base;
+	h->ts_ms = fv_now_wall_ms();
+}
+
+/* Encode u and deliver it on round/<R>/update/<topic_agent>. */
+static void deliver(struct coord *co, uint64_t R, const char *topic_agent,
+		    const struct fv_update *u)
+{
+	char topic[FV_TOPIC_MAX];
+	uint8_t *buf = NULL;
+	size_t len = 0;
+
+	assert_int_equal(fv_update_encode(u, &buf, &len), 0);
+	assert_non_null(fv_topic_update(topic, FLEET, R, topic_agent));
+	coord_on_message(co, topic, buf, len);
+	free(buf);
+}
+
+/* A statistics update: channel c gets readings base+c and base+c+2. */
+static void send_stats(struct coord *co, const char *agent, uint32_t C, double base)
+{
+	struct fv_update u;
+
+	memset(&u, 0, sizeof(u));
+	hdr(&u.h, agent, 0, 0);
+	u.kind = FV_ROUND_STATS;
+	u.n_samples = 2;
+	fv_hist_init(&u.hist);
+	u.n_channels = C;
+	u.stats = calloc(C, sizeof(*u.stats));
+	assert_non_null(u.stats);
+	for (uint32_t c = 0; c < C; c++) {
+		fv_chstats_init(&u.stats[c]);
+		fv_chstats_add(&u.stats[c], base + c);
+		fv_chstats_add(&u.stats[c], base + c + 2);
+	}
+	deliver(co, 0, agent, &u);
+	fv_update_clear(&u);
+}
+
+/* A training update: every delta element = d; 100 scores of `score`. */
+static void send_train(struct coord *co, const char *agent, uint64_t R, uint64_t base,
+		       size_t n, float d, uint64_t samples, float loss, double score)
+{
+	struct fv_update u;
+
+	memset(&u, 0, sizeof(u));
+	hdr(&u.h, agent, R, base);
+	u.kind = FV_ROUND_TRAIN;
+	u.n_samples = samples;
+	u.loss = loss;
+	u.n_params = n;
+	u.delta = malloc(sizeof(float) * (n ? n : 1));
+	assert_non_null(u.delta);
+	for (size_t i = 0; i < n; i++)
+		u.delta[i] = d;
+	fv_hist_init(&u.hist);
+	for (int i = 0; i < 100; i++)
+		assert_int_equal(fv_hist_add(&u.hist, score), 0);
+	deliver(co, R, agent, &u);
+	fv_update_clear(&u);
+}
+
+static struct coord_info info(const struct coord *co)
+{
+	struct coord_info i;
+
+	coord_get_info(co, &i);
+	return i;
+}
+
+static void test_machine(void **state)
+{
+	struct fixture *f = *state;
+	struct coord_info in;
+	float *p1;
+	size_t n;
+
+	f->co = coord_new(&f->cfg, NULL, false);
+	assert_non_null(f->co);
+	in = info(f->co);
+	assert_int_equal(in.round, 0);
+	assert_int_equal(in.kind, FV_ROUND_STATS);
+	assert_null(in.model);
+
+	coord_on_connected(f->co);
+	f->t = fv_now_mono_ms() + 1000; /* past the settle time */
+	birth(f->co, "b-agent", "{\"state\":\"online\",\"id\":\"b-agent\"}");
+	birth(f->co, "c-agent", "{\"state\":\"offline\"}");
+	birth(f->co, "d-agent", "garbage");
+	coord_tick(f->co, f->t, 200);
+	in = info(f->co);
+	assert_int_equal(in.n_live, 1);
+	assert_int_equal(in.phase, COORD_WAIT_AGENTS); /* min_agents = 2 */
+	birth(f->co, "a-agent", "{\"state\":\"online\"}");
+	coord_tick(f->co, f->t, 200);
+	in = info(f->co);
+	assert_int_equal(in.phase, COORD_COLLECT);
+	assert_int_equal(in.n_selected, 2);
+
+	/* rejections, each counted under its reason */
+	send_stats(f->co, "a-agent", 3, 0.0); /* 3 channels, model has 2 */
+	assert_int_equal(info(f->co).rejected[FV_REJ_SHAPE], 1);
+	send_stats(f->co, "x-agent", 2, 0.0); /* not selected */
+	assert_int_equal(info(f->co).rejected[FV_REJ_UNSELECTED], 1);
+	coord_on_message(f->co, "fedvigil/v1/" FLEET "/round/0/update/a-agent", "junk", 4);
+	assert_int_equal(info(f->co).rejected[FV_REJ_MALFORMED], 1);
+	coord_on_message(f->co, "fedvigil/v1/" FLEET "/round/9/update/a-agent", "junk", 4);
+	assert_int_equal(info(f->co).rejected[FV_REJ_STALE], 1);
+	assert_int_equal(info(f->co).n_answered, 0);
+
+	send_stats(f->co, "a-agent", 2, 0.0);
+	assert_int_equal(info(f->co).n_answered, 1);
+	send_stats(f->co, "a-agent", 2, 0.0);
+	assert_int_equal(info(f->co).rejected[FV_REJ_DUPLICATE], 1);
+	assert_int_equal(info(f->co).n_answered, 1);
+
+	/* the last selected agent closes the statistics round at once */
+	send_stats(f->co, "b-agent", 2, 10.0);
+	in = info(f->co);
+	assert_int_equal(in.phase, COORD_PAUSE);
+	assert_int_equal(in.round, 1);
+	assert_int_equal(in.kind, FV_ROUND_TRAIN);
+	assert_non_null(in.model);
+	assert_int_equal(in.model->version, 1);
+	assert_int_equal(in.model->n_agents, 2);
+	assert_true(in.model->threshold == 0.0f);
+	assert_int_equal(in.model->n_channels, 2);
+	assert_int_equal(in.model->window, 2);
+	/* channel 0: 0, 2, 10, 12 -> mean 6, std sqrt(26); channel 1: +1 */
+	assert_float_equal(in.model->mean[0], 6.0, 1e-5);
+	assert_float_equal(in.model->mean[1], 7.0, 1e-5);
+	assert_float_equal(in.model->std[0], sqrt(26.0), 1e-4);
+	assert_float_equal(in.model->std[1], sqrt(26.0), 1e-4);
+	n = in.model->n_params;
+	assert_int_equal(n, 4 * 3 + 3 + 3 * 4 + 4);
+	assert_int_equal(access(f->path, R_OK), 0); /* persisted */
+	p1 = malloc(sizeof(float) * n);
+	assert_non_null(p1);
+	memcpy(p1, in.model->params, sizeof(float) * n);
+
+	/* round 1: FedAvg weighted by samples, threshold from the histograms */
+	f->t += 1000;
+	coord_tick(f->co, f->t, 200);
+	in = info(f->co);
+	assert_int_equal(in.phase, COORD_COLLECT);
+	assert_int_equal(in.round, 1);
+	send_train(f->co, "a-agent", 1, 1, n - 1, 1.0f, 100, 1.0f, 0.5); /* wrong shape */
+	assert_int_equal(info(f->co).rejected[FV_REJ_SHAPE], 1);
+	send_train(f->co, "a-agent", 1, 0, n, 1.0f, 100, 1.0f, 0.5); /* old base version */
+	assert_int_equal(info(f->co).rejected[FV_REJ_STALE], 1);
+	send_train(f->co, "a-agent", 1, 1, n, 1.0f, 0, 1.0f, 0.5); /* no samples */
+	assert_int_equal(info(f->co).rejected[FV_REJ_OTHER], 1);
+	send_train(f->co, "b-agent", 1, 1, n, 3.0f, 300, 2.0f, 1.0);
+	send_train(f->co, "a-agent", 1, 1, n, 1.0f, 100, 1.0f, 0.5);
+	in = info(f->co);
+	assert_int_equal(in.round, 2);
+	assert_int_equal(in.model->version, 2);
+	assert_int_equal(in.model->n_agents, 2);
+	for (size_t i = 0; i < n; i++)
+		assert_float_equal(in.model->params[i], p1[i] + 2.5f, 1e-5);
+	assert_float_equal(in.model->loss, 1.75, 1e-6);
+	/* 99.5th percentile of {100 x 0.5, 100 x 1.0}: inside 1.0's bin,
+	 * [1, 10^0.05) with 20 bins per decade */
+	assert_true(in.model->threshold >= 1.0f && in.model->threshold < 1.1221f);
+	assert_true(in.model->percentile == 99.5f);
+
+	/* round 2: one of two answers; the deadline extends once, then the
+	 * round closes with what it has; rounds = 2 -> finished */
+	f->t += 1000;
+	coord_tick(f->co, f->t, 200);
+	assert_int_equal(info(f->co).phase, COORD_COLLECT);
+	send_train(f->co, "a-agent", 2, 2, n, 1.0f, 10, 0.5f, 0.5);
+	f->t += 1000;
+	coord_tick(f->co, f->t, 200);
+	in = info(f->co);
+	assert_int_equal(in.phase, COORD_COLLECT);
+	assert_int_equal(in.extensions, 1);
+	assert_int_equal(in.n_selected, 2);
+	assert_int_equal(in.n_answered, 1);
+	f->t += 999;
+	coord_tick(f->co, f->t, 200);
+	assert_int_equal(info(f->co).phase, COORD_COLLECT);
+	f->t += 1;
+	coord_tick(f->co, f->t, 200);
+	in = info(f->co);
+	assert_int_equal(in.phase, COORD_FINISHED);
+	assert_int_equal(in.model->version, 3);
+	assert_int_equal(in.model->n_agents, 1);
+	assert_int_equal(in.round, 3);
+	for (size_t i = 0; i < n; i++)
+		assert_float_equal(in.model->params[i], p1[i] + 3.5f, 1e-5);
+	memcpy(p1, in.model->params, sizeof(float) * n);
+
+	/* resume: same round, same model; still finished */
+	coord_free(f->co);
+	f->co = coord_new(&f->cfg, NULL, false);
+	assert_non_null(f->co);
+	in = info(f->co);
+	assert_int_equal(in.round, 3);
+	assert_int_equal(in.kind, FV_ROUND_TRAIN);
+	assert_non_null(in.model);
+	assert_int_equal(in.model->version, 3);
+	assert_memory_equal(in.model->params, p1, sizeof(float) * n);
+	coord_on_connected(f->co);
+	coord_tick(f->co, f->t + 1000, 200);
+	assert_int_equal(info(f->co).phase, COORD_FINISHED);
+	/* more rounds allowed: it continues with round 3 on version 3 */
+	f->cfg.rounds = 0;
+	birth(f->co, "a-agent", "{\"state\":\"online\"}");
+	coord_tick(f->co, f->t + 2000, 200);
+	in = info(f->co);
+	assert_int_equal(in.phase, COORD_FINISHED); /* finished stays finished */
+	coord_free(f->co);
+	f->co = coord_new(&f->cfg, NULL, false);
+	assert_non_null(f->co);
+	coord_on_connected(f->co);
+	birth(f->co, "a-agent", "{\"state\":\"online\"}");
+	coord_tick(f->co, f->t + 3000, 200);
+	in = info(f->co);
+	assert_int_equal(in.phase, COORD_COLLECT);
+	assert_int_equal(in.round, 3);
+	assert_int_equal(in.n_selected, 1);
+	free(p1);
+}
+
+static void test_state_refused(void **state)
+{
+	struct fixture *f = *state;
+	struct coord_config other;
+	char err[256];
+	FILE *fp;
+
+	/* a fresh run: close the statistics round to get a state file */
+	f->cfg.min_agents = 1;
+	f->co = coord_new(&f->cfg, NULL, false);
+	assert_non_null(f->co);
+	coord_on_connected(f->co);
+	birth(f->co, "a-agent", "{\"state\":\"online\"}");
+	coord_tick(f->co, fv_now_mono_ms() + 1000, 200);
+	send_stats(f->co, "a-agent", 2, 0.0);
+	assert_int_equal(info(f->co).round, 1);
+	coord_free(f->co);
+	f->co = NULL;
+
+	/* a config that does not fit the persisted model is refused */
+	other = f->cfg;
+	other.channels = 3;
+	assert_int_equal(coord_config_finish(&other, err, sizeof(err)), 0);
+	assert_null(coord_new(&other, NULL, false));
+	other = f->cfg;
+	other.window = 4;
+	assert_int_equal(coord_config_finish(&other, err, sizeof(err)), 0);
+	assert_null(coord_new(&other, NULL, false));
+	f->co = coord_new(&f->cfg, NULL, false);
+	assert_non_null(f->co);
+	coord_free(f->co);
+	f->co = NULL;
+
+	/* a corrupt file is refused, unless reset */
+	fp = fopen(f->path, "r+b");
+	assert_non_null(fp);
+	assert_int_equal(fseek(fp, 20, SEEK_SET), 0);
+	fputc('X', fp);
+	fclose(fp);
+	assert_null(coord_new(&f->cfg, NULL, false));
+	f->co = coord_new(&f->cfg, NULL, true);
+	assert_non_null(f->co);
+	assert_int_equal(info(f->co).round, 0);
+	assert_null(info(f->co).model);
+}
+
+static void test_config(void **state)
+{
+	struct coord_config c;
+	char err[256];
+
+	(void)state;
+	assert_int_equal(coord_config_defaults(&c, err, sizeof(err)), 0);
+	assert_int_equal(coord_config_finish(&c, err, sizeof(err)), 0);
+	assert_string_equal(c.fleet, "default");
+	assert_int_equal(c.window, 10);
+	assert_int_equal(c.channels, 5);
+	assert_int_equal(c.deadline_ms, 30000);
+	assert_true(c.percentile == 99.5);
+	assert_int_equal(c.level, FV_LOG_INFO);
+	assert_int_equal(c.activation, FV_ACT_TANH);
+	assert_int_equal(c.spec.sizes[0], 50);
+	assert_int_equal(c.spec.n_layers, 4);
+	assert_int_equal(c.spec.sizes[4], 50);
+	fv_strlcpy(c.fleet, "a/b", sizeof(c.fleet));
+	assert_int_equal(coord_config_finish(&c, err, sizeof(err)), -EINVAL);
+	assert_non_null(strstr(err, "fleet"));
+	assert_int_equal(coord_config_defaults(&c, err, sizeof(err)), 0);
+	fv_strlcpy(c.hidden, "32,x", sizeof(c.hidden));
+	assert_int_equal(coord_config_finish(&c, err, sizeof(err)), -EINVAL);
+	assert_int_equal(coord_config_defaults(&c, err, sizeof(err)), 0);
+	c.window = 1024;
+	c.channels = 256;
+	assert_int_equal(coord_config_finish(&c, err, sizeof(err)), -EINVAL);
+	assert_int_equal(fv_cfg_set(coord_cfg_keys, coord_cfg_nkeys, &c, "round.quorum", "1.5",
+				    err, sizeof(err)),
+			 -EINVAL);
+	assert_int_equal(fv_cfg_set(coord_cfg_keys, coord_cfg_nkeys, &c, "round.quorum", "0.5",
+				    err, sizeof(err)),
+			 0);
+	assert_true(c.quorum == 0.5);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_target),
+		cmocka_unit_test(test_quorum),
+		cmocka_unit_test(test_find),
+		cmocka_unit_test(test_select_all_and_unique),
+		cmocka_unit_test(test_select_deterministic),
+		cmocka_unit_test(test_select_fair),
+		cmocka_unit_test(test_select_keep),
+		cmocka_unit_test(test_decide),
+		cmocka_unit_test(test_config),
+		cmocka_unit_test_setup_teardown(test_machine, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_state_refused, setup, teardown),
+	};
+
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}

@@ -1,0 +1,553 @@
+/* fedvigil-sim: a plant of machines that publish sensor readings over MQTT,
+ * with labelled faults injected at seeded random times (see docs/tools.md). */
+#include "plant.h"
+
+#include "fedvigil/mqtt.h"
+#include "fedvigil/util.h"
+#include "fedvigil/version.h"
+
+#include <getopt.h>
+#include <inttypes.h>
+#include <math.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#define PROG "fedvigil-sim"
+#define PENDING_MAX 5000 /* unacknowledged publishes before we wait */
+
+static volatile sig_atomic_t stop_signal;
+
+static void on_signal(int sig)
+{
+	stop_signal = sig;
+}
+
+/* Command-line options, defaults as documented. */
+struct opts {
+	const char *broker;       /* MQTT URI */
+	const char *prefix;       /* topic prefix */
+	int machines;             /* number of machines */
+	int64_t period_ms;        /* simulated time per sample */
+	double speed;             /* simulated seconds per real second, 0 = max */
+	double duration_s;        /* simulated run length */
+	double normal_s;          /* leading fault-free time */
+	int faults;               /* faults per machine */
+	uint64_t seed;            /* RNG seed */
+	const char *truth;        /* truth CSV path or NULL */
+	int64_t start_ms;         /* simulated time of the first sample */
+	int qos;                  /* publish QoS */
+	uint32_t fault_mask;      /* allowed fault types */
+	bool quiet;               /* no per-fault lines */
+	double connect_timeout_s; /* give up if the broker is not reachable */
+};
+
+static void usage(FILE *f)
+{
+	fprintf(f,
+		"Usage: " PROG " --broker URI [options]\n"
+		"Simulate a plant of machines publishing sensor readings over MQTT,\n"
+		"with labelled faults injected at seeded random times.\n"
+		"\n"
+		"  -b, --broker URI         MQTT broker, e.g. tcp://127.0.0.1:1883 (required)\n"
+		"  -p, --prefix P           topic prefix (default plant): P/<machine>/<channel>\n"
+		"  -m, --machines N         number of machines, 1..10000 (default 3)\n"
+		"      --period-ms MS       simulated time between samples (default 1000)\n"
+		"      --speed X            simulated seconds per real second, 0 = as fast as\n"
+		"                           possible (default 50)\n"
+		"  -d, --duration S         simulated seconds to run (default 3600)\n"
+		"      --normal S           leading fault-free seconds (default 1800)\n"
+		"  -f, --faults N           faults per machine after the normal phase (default 2)\n"
+		"      --fault-types LIST   all, or a comma list of: bearing_wear, leak,\n"
+		"                           cavitation, drift, stuck, spike (default all)\n"
+		"  -s, --seed N             RNG seed (default 1)\n"
+		"  -t, --truth FILE         write the injected faults as CSV to FILE\n"
+		"      --start ISO          simulated time of the first sample\n"
+		"                           (default 2026-01-01T00:00:00Z)\n"
+		"      --qos N              publish QoS 0, 1 or 2 (default 1)\n"
+		"      --connect-timeout S  give up when the broker is unreachable (default 10)\n"
+		"  -q, --quiet              do not print a line per fault onset\n"
+		"  -h, --help               show this help\n"
+		"  -V, --version            show the version\n"
+		"\n"
+		"Channels: vibration temperature pressure flow current. Payload:\n"
+		"{\"ts\":<ms since epoch>,\"value\":<number>}. Exit: 0 ok, 1 error, 2 usage.\n");
+}
+
+static int usage_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static int usage_error(const char *fmt, ...)
+{
+	va_list ap;
+
+	fprintf(stderr, PROG ": ");
+	va_start(ap, fmt);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+	fprintf(stderr, "\nTry '" PROG " --help'.\n");
+	return 2;
+}
+
+static int parse_int(const char *flag, const char *s, long long min, long long max,
+		     long long *ret)
+{
+	char *end;
+	long long v;
+
+	errno = 0;
+	v = strtoll(s, &end, 10);
+	if (errno || end == s || *end) {
+		usage_error("%s: '%s' is not an integer", flag, s);
+		return -EINVAL;
+	}
+	if (v < min || v > max) {
+		usage_error("%s: %lld is out of range (%lld..%lld)", flag, v, min, max);
+		return -ERANGE;
+	}
+	*ret = v;
+	return 0;
+}
+
+static int parse_num(const char *flag, const char *s, double min, double max, double *ret)
+{
+	char *end;
+	double v;
+
+	errno = 0;
+	v = strtod(s, &end);
+	if (errno || end == s || *end || !isfinite(v)) {
+		usage_error("%s: '%s' is not a number", flag, s);
+		return -EINVAL;
+	}
+	if (v < min || v > max) {
+		usage_error("%s: %g is out of range (%g..%g)", flag, v, min, max);
+		return -ERANGE;
+	}
+	*ret = v;
+	return 0;
+}
+
+/* Scheme and a host; the client checks the rest. */
+static bool broker_valid(const char *s)
+{
+	static const char *const schemes[] = { "tcp://", "mqtt://", "ssl://", "mqtts://",
+					       "ws://", "wss://" };
+
+	for (size_t i = 0; i < FV_ARRAY_SIZE(schemes); i++)
+		if (strncmp(s, schemes[i], strlen(schemes[i])) == 0 &&
+		    s[strlen(schemes[i])] != '\0' && s[strlen(schemes[i])] != ':')
+			return true;
+	return false;
+}
+
+static bool prefix_valid(const char *s)
+{
+	return *s && strlen(s) < 200 && !strpbrk(s, "+#") && s[strlen(s) - 1] != '/';
+}
+
+enum {
+	OPT_PERIOD = 256,
+	OPT_SPEED,
+	OPT_NORMAL,
+	OPT_START,
+	OPT_QOS,
+	OPT_TYPES,
+	OPT_CONNECT_TIMEOUT,
+};
+
+/* Returns 0, or an exit code (2 usage, -1 = exit 0 after --help/--version). */
+static int parse_args(int argc, char **argv, struct opts *o)
+{
+	static const struct option longopts[] = {
+		{ "broker", required_argument, NULL, 'b' },
+		{ "prefix", required_argument, NULL, 'p' },
+		{ "machines", required_argument, NULL, 'm' },
+		{ "period-ms", required_argument, NULL, OPT_PERIOD },
+		{ "speed", required_argument, NULL, OPT_SPEED },
+		{ "duration", required_argument, NULL, 'd' },
+		{ "normal", required_argument, NULL, OPT_NORMAL },
+		{ "faults", required_argument, NULL, 'f' },
+		{ "fault-types", required_argument, NULL, OPT_TYPES },
+		{ "seed", required_argument, NULL, 's' },
+		{ "truth", required_argument, NULL, 't' },
+		{ "start", required_argument, NULL, OPT_START },
+		{ "qos", required_argument, NULL, OPT_QOS },
+		{ "connect-timeout", required_argument, NULL, OPT_CONNECT_TIMEOUT },
+		{ "quiet", no_argument, NULL, 'q' },
+		{ "help", no_argument, NULL, 'h' },
+		{ "version", no_argument, NULL, 'V' },
+		{ 0 },
+	};
+	long long v;
+	int c;
+
+	opterr = 0;
+	while ((c = getopt_long(argc, argv, ":b:p:m:d:f:s:t:qhV", longopts, NULL)) != -1) {
+		switch (c) {
+		case 'b':
+			if (!broker_valid(optarg))
+				return usage_error("--broker: '%s' is not a broker URI (like "
+						   "tcp://127.0.0.1:1883; also mqtt, ssl, mqtts, ws, "
+						   "wss)", optarg);
+			o->broker = optarg;
+			break;
+		case 'p':
+			if (!prefix_valid(optarg))
+				return usage_error("--prefix: '%s' is not a valid topic prefix "
+						   "(non-empty, no '+' or '#', no trailing '/')", optarg);
+			o->prefix = optarg;
+			break;
+		case 'm':
+			if (parse_int("--machines", optarg, 1, 10000, &v) < 0)
+				return 2;
+			o->machines = (int)v;
+			break;
+		case OPT_PERIOD:
+			if (parse_int("--period-ms", optarg, 1, 86400000, &v) < 0)
+				return 2;
+			o->period_ms = v;
+			break;
+		case OPT_SPEED:
+			if (parse_num("--speed", optarg, 0, 1e9, &o->speed) < 0)
+				return 2;
+			break;
+		case 'd':
+			if (parse_num("--duration", optarg, 0, 1e10, &o->duration_s) < 0)
+				return 2;
+			break;
+		case OPT_NORMAL:
+			if (parse_num("--normal", optarg, 0, 1e10, &o->normal_s) < 0)
+				return 2;
+			break;
+		case 'f':
+			if (parse_int("--faults", optarg, 0, 64, &v) < 0)
+				return 2;
+			o->faults = (int)v;
+			break;
+		case OPT_TYPES: {
+			char bad[80];
+
+			if (sim_fault_mask_parse(optarg, &o->fault_mask, bad, sizeof(bad)) < 0)
+				return usage_error("--fault-types: unknown fault type '%s' (use all or "
+						   "bearing_wear,leak,cavitation,drift,stuck,spike)",
+						   bad);
+			break;
+		}
+		case 's': {
+			char *end;
+
+			errno = 0;
+			o->seed = strtoull(optarg, &end, 0);
+			if (errno || end == optarg || *end || *optarg == '-')
+				return usage_error("--seed: '%s' is not an unsigned integer", optarg);
+			break;
+		}
+		case 't':
+			o->truth = optarg;
+			break;
+		case OPT_START:
+			if (fv_iso8601_parse(optarg, &o->start_ms) < 0)
+				return usage_error("--start: '%s' is not an ISO-8601 UTC time "
+						   "(like 2026-01-01T00:00:00Z)", optarg);
+			break;
+		case OPT_QOS:
+			if (parse_int("--qos", optarg, 0, 2, &v) < 0)
+				return 2;
+			o->qos = (int)v;
+			break;
+		case OPT_CONNECT_TIMEOUT:
+			if (parse_num("--connect-timeout", optarg, 0.1, 86400, &o->connect_timeout_s) < 0)
+				return 2;
+			break;
+		case 'q':
+			o->quiet = true;
+			break;
+		case 'h':
+			usage(stdout);
+			return -1;
+		case 'V':
+			printf(PROG " " FV_VERSION "\n");
+			return -1;
+		case ':':
+			return usage_error("%s needs a value", argv[optind - 1]);
+		default:
+			if (optopt)
+				return usage_error("unknown option '-%c'", optopt);
+			return usage_error("unknown option '%s'", argv[optind - 1]);
+		}
+	}
+	if (optind < argc)
+		return usage_error("unexpected argument '%s'", argv[optind]);
+	if (!o->broker)
+		return usage_error("--broker is required (e.g. --broker tcp://127.0.0.1:1883)");
+	if (o->duration_s * 1000 < (double)o->period_ms)
+		return usage_error("--duration: %g s is shorter than one sample (--period-ms %lld)",
+				   o->duration_s, (long long)o->period_ms);
+	if (o->faults > 0 && o->normal_s >= o->duration_s)
+		return usage_error("--normal: %g s leaves no time for faults in --duration %g s "
+				   "(use --faults 0 for a fault-free run)", o->normal_s, o->duration_s);
+	return 0;
+}
+
+/* Take the client's connection events (no subscriptions, so no messages). */
+static void drain_events(struct fv_mqtt *c)
+{
+	struct fv_mqtt_msg msg;
+	enum fv_mqtt_event ev;
+
+	/* The client logs connects and losses itself. */
+	while ((ev = fv_mqtt_next(c, &msg)) != FV_MQTT_EV_NONE)
+		if (ev == FV_MQTT_EV_MESSAGE)
+			fv_mqtt_msg_clear(&msg);
+}
+
+static void sleep_ms(int ms)
+{
+	struct timespec ts = { ms / 1000, (long)(ms % 1000) * 1000000L };
+
+	nanosleep(&ts, NULL);
+}
+
+/* Wait until the client is connected; false on timeout or signal. */
+static bool wait_connected(struct fv_mqtt *c, double timeout_s)
+{
+	int64_t deadline = fv_now_mono_ms() + (int64_t)(timeout_s * 1000);
+
+	while (!stop_signal && fv_now_mono_ms() < deadline) {
+		struct pollfd pfd = { .fd = fv_mqtt_fd(c), .events = POLLIN };
+
+		drain_events(c);
+		if (fv_mqtt_connected(c))
+			return true;
+		poll(&pfd, pfd.fd >= 0 ? 1 : 0, 50);
+	}
+	return fv_mqtt_connected(c);
+}
+
+/* Publish with back-pressure: wait while too much is in flight, and while
+ * the client's offline buffer is full. 0, -EINTR on a signal, -EIO when the
+ * client keeps refusing. */
+static int publish(struct fv_mqtt *c, const char *broker, const char *topic, const char *payload,
+		   int qos)
+{
+	static struct fv_ratelimit rl = FV_RATELIMIT_INIT(10000, 1);
+	int refused = 0;
+
+	for (;;) {
+		int r;
+
+		if (stop_signal)
+			return -EINTR;
+		drain_events(c);
+		if (fv_mqtt_pending(c) > PENDING_MAX) {
+			sleep_ms(2);
+			continue;
+		}
+		r = fv_mqtt_publish(c, topic, payload, strlen(payload), qos, false);
+		if (r == 0)
+			return 0;
+		if (r == -ENOBUFS) { /* the client's buffer is full: let it drain */
+			sleep_ms(5);
+			continue;
+		}
+		if (r == -ENOTCONN) {
+			if (fv_ratelimit_ok(&rl, NULL))
+				fv_log(FV_LOG_WARNING, "broker %s unreachable and offline buffer full; "
+				       "waiting", broker);
+			sleep_ms(100);
+			continue;
+		}
+		if (++refused > 100) {
+			fv_log(FV_LOG_ERR, "publish to %s failed: %s", topic, fv_strerror(r));
+			return r;
+		}
+		sleep_ms(20);
+	}
+}
+
+static int write_truth(const struct sim_plant *p, const char *path, int64_t limit)
+{
+	char *csv = sim_plant_truth_csv(p, limit);
+	int r;
+
+	if (!csv) {
+		fv_log(FV_LOG_ERR, "truth file %s: out of memory", path);
+		return -ENOMEM;
+	}
+	r = fv_file_write_atomic(path, csv, strlen(csv));
+	if (r < 0)
+		fv_log(FV_LOG_ERR, "cannot write truth file %s: %s", path, fv_strerror(r));
+	free(csv);
+	return r;
+}
+
+/* Absolute monotonic deadline `ns` nanoseconds after t0. */
+static void sleep_until(const struct timespec *t0, int64_t ns)
+{
+	struct timespec ts = *t0;
+	int64_t total = (int64_t)ts.tv_nsec + ns;
+
+	ts.tv_sec += (time_t)(total / 1000000000LL);
+	ts.tv_nsec = (long)(total % 1000000000LL);
+	while (!stop_signal && clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &ts, NULL) == EINTR)
+		;
+}
+
+int main(int argc, char **argv)
+{
+	struct opts o = {
+		.prefix = "plant",
+		.machines = 3,
+		.period_ms = 1000,
+		.speed = 50,
+		.duration_s = 3600,
+		.normal_s = 1800,
+		.faults = 2,
+		.seed = 1,
+		.start_ms = 1767225600000LL, /* 2026-01-01T00:00:00Z */
+		.qos = 1,
+		.fault_mask = (1u << SIM_N_FAULT_TYPES) - 1,
+		.connect_timeout_s = 10,
+	};
+	struct sim_config cfg;
+	struct sim_plant *plant = NULL;
+	struct fv_mqtt *mq = NULL;
+	struct fv_mqtt_opts mo = { 0 };
+	struct sigaction sa = { .sa_handler = on_signal };
+	struct timespec t0;
+	char err[256], client_id[64], topic[512], payload[96], when[40], until[40];
+	uint64_t messages = 0, samples = 0;
+	int64_t k = 0;
+	int rc = 0, r;
+
+	fv_log_setup(FV_LOG_INFO, "sim");
+	setvbuf(stdout, NULL, _IOLBF, 0);
+	r = parse_args(argc, argv, &o);
+	if (r)
+		return r < 0 ? 0 : r;
+	if (o.quiet)
+		fv_log_setup(FV_LOG_WARNING, "sim");
+
+	cfg = (struct sim_config){
+		.machines = o.machines,
+		.period_ms = o.period_ms,
+		.n_samples = (int64_t)floor(o.duration_s * 1000 / (double)o.period_ms),
+		.normal_samples = (int64_t)ceil(o.normal_s * 1000 / (double)o.period_ms),
+		.faults = o.faults,
+		.fault_mask = o.fault_mask,
+		.seed = o.seed,
+		.start_ms = o.start_ms,
+	};
+	plant = sim_plant_new(&cfg, err, sizeof(err));
+	if (!plant)
+		return usage_error("%s", err);
+	if (o.truth && write_truth(plant, o.truth, INT64_MAX) < 0) {
+		rc = 1;
+		goto out;
+	}
+
+	sigemptyset(&sa.sa_mask);
+	sigaction(SIGINT, &sa, NULL);
+	sigaction(SIGTERM, &sa, NULL);
+
+	snprintf(client_id, sizeof(client_id), "fedvigil-sim-%ld", (long)getpid());
+	mo.uri = o.broker;
+	mo.client_id = client_id;
+	mo.offline_buffer = 10000;
+	mq = fv_mqtt_new(&mo);
+	if (!mq) {
+		rc = 1; /* reason logged by the client */
+		goto out;
+	}
+	r = fv_mqtt_start(mq);
+	if (r < 0) {
+		fv_log(FV_LOG_ERR, "cannot use broker %s: %s", o.broker, fv_strerror(r));
+		rc = r == -EINVAL ? 2 : 1;
+		goto out;
+	}
+	if (!wait_connected(mq, o.connect_timeout_s)) {
+		if (!stop_signal) {
+			fv_log(FV_LOG_ERR, "cannot connect to broker %s within %g s", o.broker,
+			       o.connect_timeout_s);
+			rc = 1;
+		}
+		goto out;
+	}
+	if (!o.quiet)
+		fv_log(FV_LOG_INFO, "%d machines, %lld samples each every %lld ms (%lld normal), "
+		       "%d faults each, speed %g", o.machines, (long long)cfg.n_samples,
+		       (long long)o.period_ms, (long long)cfg.normal_samples, o.faults, o.speed);
+
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	for (k = 0; k < cfg.n_samples && !stop_signal; k++) {
+		int64_t ts = o.start_ms + k * o.period_ms;
+
+		if (o.speed > 0)
+			sleep_until(&t0, (int64_t)((double)k * (double)o.period_ms * 1e6 / o.speed));
+		if (stop_signal)
+			break;
+		for (int m = 0; m < o.machines && rc == 0 && !stop_signal; m++) {
+			const struct sim_fault *onset;
+			double v[SIM_N_CHANNELS];
+			const char *name = sim_plant_machine_name(plant, m);
+
+			sim_plant_step(plant, m, k, v, &onset);
+			samples++;
+			if (onset && !o.quiet)
+				printf("sim: fault %s on %s at %s (until %s, channel %s)\n",
+				       sim_fault_name(onset->type), name,
+				       fv_iso8601(ts, when, sizeof(when)),
+				       fv_iso8601(o.start_ms + (onset->end - 1) * o.period_ms, until,
+						  sizeof(until)),
+				       sim_channel_name(onset->channel));
+			for (int c = 0; c < SIM_N_CHANNELS; c++) {
+				snprintf(topic, sizeof(topic), "%s/%s/%s", o.prefix, name,
+					 sim_channel_name(c));
+				snprintf(payload, sizeof(payload), "{\"ts\":%" PRId64 ",\"value\":%.5g}",
+					 ts, v[c]);
+				r = publish(mq, o.broker, topic, payload, o.qos);
+				if (r == -EINTR)
+					break;
+				if (r < 0) {
+					rc = 1;
+					break;
+				}
+				messages++;
+			}
+		}
+		if (rc)
+			break;
+	}
+
+	if (stop_signal) {
+		fv_log(FV_LOG_NOTICE, "stopped by signal %d after %lld of %lld samples",
+		       (int)stop_signal, (long long)k, (long long)cfg.n_samples);
+		if (o.truth && write_truth(plant, o.truth, k) < 0)
+			rc = 1;
+	}
+	/* Wait for the broker to acknowledge what is in flight. */
+	{
+		int64_t deadline = fv_now_mono_ms() + (stop_signal ? 2000 : 30000);
+
+		while (fv_mqtt_pending(mq) > 0 && fv_now_mono_ms() < deadline) {
+			drain_events(mq);
+			sleep_ms(10);
+		}
+		int unacked = fv_mqtt_pending(mq);
+
+		fv_mqtt_disconnect(mq, 5000);
+		if (unacked > 0 && fv_mqtt_pending(mq) > 0) {
+			fv_log(FV_LOG_ERR, "%d messages were not acknowledged by %s",
+			       fv_mqtt_pending(mq), o.broker);
+			rc = 1;
+		}
+	}
+	printf("sim: done samples=%" PRIu64 " messages=%" PRIu64 "\n", samples, messages);
+out:
+	fv_mqtt_free(mq, 1000);
+	sim_plant_free(plant);
+	return rc;
+}
