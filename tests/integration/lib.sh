@@ -97,7 +97,7 @@ fv_broker_start() {
 		listener $port 127.0.0.1
 		allow_anonymous true
 		persistence false
-		log_dest file $FV_TMP/mosquitto.log
+		log_dest stderr
 	EOF
 	"$mosq" -c "$FV_TMP/mosquitto.conf" >>"$FV_TMP/mosquitto.out" 2>&1 &
 	FV_BROKER_PID=$!
