@@ -246,9 +246,13 @@ static int run(const struct coord_config *cfg, bool reset)
 		fv_log(FV_LOG_ERR, "fleet name '%s' makes topics too long", cfg->fleet);
 		return COORD_EXIT_CONFIG;
 	}
+	char client_id[160];
+
 	memset(&mo, 0, sizeof(mo));
 	mo.uri = cfg->broker;
-	mo.client_id = cfg->id;
+	/* Unique per fleet: two fleets may share a broker. */
+	snprintf(client_id, sizeof(client_id), "fedvigil-coord-%s-%s", cfg->fleet, cfg->id);
+	mo.client_id = client_id;
 	mo.username = cfg->username[0] ? cfg->username : NULL;
 	mo.password = cfg->password[0] ? cfg->password : NULL;
 	mo.will_topic = will;
@@ -256,6 +260,8 @@ static int run(const struct coord_config *cfg, bool reset)
 	mo.will_len = strlen(offline);
 	mo.will_qos = 1;
 	mo.will_retain = true;
+	/* Updates must not be dropped while a round is being aggregated. */
+	mo.full_wait_ms = 5000;
 	m = fv_mqtt_new(&mo);
 	if (!m)
 		return COORD_EXIT_FAIL;
