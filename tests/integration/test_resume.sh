@@ -13,6 +13,8 @@ chans=(vibration temperature pressure flow current)
 fleet_write_coordinator 7 2 5
 for m in pump-1 compressor-2; do fleet_write_agent "$m" plant 1000 "${chans[@]}"; done
 fleet_sub metrics "fedvigil/v1/$FV_FLEET/coord/metrics"
+fleet_sub agentmetrics "fedvigil/v1/$FV_FLEET/agent/+/metrics"
+fleet_sub agentstate "fedvigil/v1/$FV_FLEET/agent/+/state"
 sleep 0.3
 fleet_start_coordinator
 for m in pump-1 compressor-2; do fleet_start_agent "$m"; done
@@ -48,4 +50,15 @@ echo "first round after restart: $ra (model v$va)"
 last=$(grep '"kind":"train"' "$FV_TMP/metrics.log" | tail -1)
 [ "$(json_field round "$last")" -eq 7 ] || fv_fail "last round is $(json_field round "$last"), expected 7"
 grep -qi "resum" "$FV_TMP/coordinator.log" || fv_fail "coordinator did not log that it resumed"
+
+# An agent killed with SIGKILL: the broker publishes its last will, and the
+# restarted agent syncs the current model from the retained message at once.
+vlast=$(json_field version "$last")
+kill -KILL "${AGENT_PIDS[pump-1]}"
+wait "${AGENT_PIDS[pump-1]}" 2>/dev/null || true
+fv_wait_for "LWT offline of pump-1" 60 grep -q 'agent/pump-1/state {"state":"offline"' "$FV_TMP/agentstate.log"
+n0=$(grep -c . "$FV_TMP/agentmetrics.log")
+fleet_start_agent pump-1
+fv_wait_for "restarted pump-1 holds model v$vlast" 20 bash -c \
+	"tail -n +$((n0 + 1)) '$FV_TMP/agentmetrics.log' | grep 'agent/pump-1/metrics' | grep -q '\"model_version\":$vlast,'"
 echo "PASS"
