@@ -14,6 +14,7 @@
 #define MAX_TICKS_PER_MSG 100000
 #define TRAIN_MAX_BATCH 1024
 #define MAX_EPOCHS 1000
+#define PENDING_RETRY_MS 250
 
 /* Recent complete vectors (the local training set). A vector is "bad" when
  * it belonged to a window that scored above the threshold or fell inside an
@@ -68,7 +69,10 @@ struct agent {
 	struct fv_ratelimit rl_parse;
 	FILE *score_log;
 	int64_t next_metrics;
+	int64_t next_try_ms;         /* next attempt at a pending round */
 };
+
+static void try_pending(struct agent *a, bool force);
 
 /* ---- vector buffer ---- */
 
@@ -279,7 +283,9 @@ static void on_model(struct agent *a, const struct fv_mqtt_msg *m)
 	if (adopt_model(a, &g) < 0) {
 		a->n_model_rejected++;
 		fv_global_clear(&g);
+		return;
 	}
+	try_pending(a, true);
 }
 
 /* ---- rounds ---- */
@@ -454,10 +460,16 @@ out:
 	free(x);
 }
 
-static void try_pending(struct agent *a)
+/* Answer the pending round if we can. Called after new vectors arrive, at
+ * most every PENDING_RETRY_MS (collecting windows scans the whole buffer),
+ * and at once (force) when the announcement or a model arrives. */
+static void try_pending(struct agent *a, bool force)
 {
-	if (!a->pending)
+	int64_t now = fv_now_mono_ms();
+
+	if (!a->pending || (!force && now < a->next_try_ms))
 		return;
+	a->next_try_ms = now + PENDING_RETRY_MS;
 	if (a->ann.kind == FV_ROUND_STATS)
 		do_stats_round(a);
 	else
@@ -506,7 +518,7 @@ static void on_round(struct agent *a, const struct fv_mqtt_msg *m)
 	fv_log(FV_LOG_INFO, "round %" PRIu64 " (%s) announced, base model v%" PRIu64,
 	       ann.h.round, ann.kind == FV_ROUND_STATS ? "statistics" : "training",
 	       ann.h.base_version);
-	try_pending(a);
+	try_pending(a, true);
 }
 
 /* ---- ingest ---- */
@@ -595,7 +607,7 @@ static void run_ticks(struct agent *a, int64_t now)
 		on_vector(a, ok, tick);
 	}
 	if (due)
-		try_pending(a);
+		try_pending(a, false);
 }
 
 static void on_sensor(struct agent *a, uint32_t ch, const struct fv_mqtt_msg *m)
