@@ -68,6 +68,7 @@ struct agent {
 	float last_score;
 	struct fv_ratelimit rl_parse;
 	FILE *score_log;
+	bool score_log_failed;      /* a write error was reported */
 	int64_t next_metrics;
 	int64_t next_try_ms;         /* next attempt at a pending round */
 };
@@ -527,8 +528,17 @@ static void log_score(struct agent *a, int64_t end_ms, float score, bool above)
 {
 	if (!a->score_log)
 		return;
-	fprintf(a->score_log, "%" PRId64 ",%.6g,%.6g,%d,%d,%" PRIu64 "\n", end_ms, (double)score,
-		(double)a->gm.threshold, above, a->det.raised, a->gm.version);
+	if (fprintf(a->score_log, "%" PRId64 ",%.6g,%.6g,%d,%d,%" PRIu64 "\n", end_ms,
+		    (double)score, (double)a->gm.threshold, above, a->det.raised,
+		    a->gm.version) < 0 ||
+	    ferror(a->score_log)) {
+		/* Full disk and the like: report once, keep detecting. */
+		if (!a->score_log_failed)
+			fv_log(FV_LOG_ERR, "agent.score_log = %s: write failed: %s (detection goes on; "
+			       "further errors not reported)", a->cfg.score_log, strerror(errno));
+		a->score_log_failed = true;
+		clearerr(a->score_log);
+	}
 }
 
 static void on_window(struct agent *a, int64_t start_ms, int64_t end_ms)

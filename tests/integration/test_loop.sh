@@ -16,6 +16,9 @@ fleet_write_coordinator 6 3 5
 for m in pump-1 compressor-2 motor-3; do
 	fleet_write_agent "$m" plant 1000 "${chans[@]}"
 done
+# motor-3's score log sits on a "full disk" (/dev/full: every write fails
+# with ENOSPC): it must report that once and go on detecting.
+sed -i 's|^score_log = .*|score_log = /dev/full|' "$FV_TMP/motor-3.ini"
 fleet_sub metrics "fedvigil/v1/$FV_FLEET/coord/metrics"
 fleet_sub alerts "fedvigil/v1/$FV_FLEET/agent/+/alert"
 fleet_sub agentmetrics "fedvigil/v1/$FV_FLEET/agent/+/metrics"
@@ -69,6 +72,9 @@ a=$(grep -m1 '"state":"raised"' "$FV_TMP/alerts.log")
 for f in fleet agent start end score threshold model_version channels; do
 	grep -q "\"$f\"" <<<"$a" || fv_fail "alert lacks field $f: $a"
 done
+n=$(grep -c 'write failed' "$FV_TMP/motor-3.log" || true)
+[ "$n" -eq 1 ] || fv_fail "motor-3 reported its score-log write failure $n times, expected once"
+grep -q '"agent":"motor-3"' "$FV_TMP/alerts.log" || fv_fail "motor-3 raised no alert after its disk filled"
 "$FV_BIN/fedvigil-score" --truth "$FV_TMP/truth.csv" --alerts "$FV_TMP/alerts.log" | tail -3
 
 # Clean shutdown on SIGTERM: exit 0 and an offline state.
