@@ -6,7 +6,7 @@
 # servers' 12,960 test points.
 #
 # Floor: F1 >= 0.15 with FPR <= 0.05. Measured (10 rounds, percentile 96):
-# F1 0.225-0.227, precision 0.27, recall 0.195, FPR 0.027-0.028 (two runs). The trivial baseline
+# F1 0.225-0.231, precision 0.27-0.28, recall 0.195, FPR 0.026-0.028 (three runs). The trivial baseline
 # "flag everything" scores F1 0.094 on these points (642 anomalous of 12,960),
 # so the floor sits well above it while leaving room for the run-to-run
 # variation of federated training over MQTT. See docs/evaluation.md.
