@@ -144,13 +144,14 @@ static void publish_metrics(struct agent *a)
 		     ",\"vectors\":%" PRIu64 ",\"incomplete\":%" PRIu64 ",\"windows\":%" PRIu64
 		     ",\"above\":%" PRIu64 ",\"alerts\":%" PRIu64 ",\"rounds\":%" PRIu64
 		     ",\"model_version\":%" PRIu64 ",\"last_score\":%.6g,\"threshold\":%.6g"
-		     ",\"buffer\":%zu,\"models_rejected\":%" PRIu64 ",\"mqtt_dropped\":%" PRIu64
+		     ",\"buffer\":%zu,\"models_rejected\":%" PRIu64 ",\"announcements_rejected\":%" PRIu64
+		     ",\"mqtt_dropped\":%" PRIu64
 		     ",\"bytes_out\":%" PRIu64 "}",
 		     a->cfg.id, a->cfg.fleet, fv_now_wall_ms(), a->n_msgs, a->n_parse_err,
 		     a->n_unknown_topic, a->n_vectors, a->n_incomplete, a->n_windows, a->n_above,
 		     a->n_alerts, a->n_rounds, a->have_model ? a->gm.version : 0,
 		     (double)a->last_score, a->have_model ? (double)a->gm.threshold : 0.0,
-		     a->buf.len, a->n_model_rejected, ms.dropped_full + ms.dropped_big, ms.bytes_out);
+		     a->buf.len, a->n_model_rejected, a->n_ann_rejected, ms.dropped_full + ms.dropped_big, ms.bytes_out);
 	fv_mqtt_publish(a->mq, a->t_metrics, buf, (size_t)n, 0, false);
 }
 
@@ -266,6 +267,9 @@ static void on_model(struct agent *a, const struct fv_mqtt_msg *m)
 			fv_global_clear(&a->gm);
 			a->have_model = false;
 		}
+		fv_announce_clear(&a->ann);
+		a->have_ann = false;
+		a->pending = false;
 		return;
 	}
 	r = fv_global_decode(m->payload, m->len, a->cfg.fleet, &g);
@@ -491,6 +495,17 @@ static void on_round(struct agent *a, const struct fv_mqtt_msg *m)
 	if (r < 0) {
 		a->n_ann_rejected++;
 		fv_log(FV_LOG_WARNING, "round announcement rejected: %s", fv_strerror(r));
+		return;
+	}
+	/* An announcement older than one already seen (a stale retained copy,
+	 * a replay) is refused; a coordinator that starts over clears the
+	 * model first, which resets this. */
+	if (a->have_ann && ann.h.round < a->ann.h.round) {
+		a->n_ann_rejected++;
+		fv_log(FV_LOG_WARNING, "round announcement rejected: %s (round %" PRIu64
+		       ", already at round %" PRIu64 ")", fv_strerror(-ESTALE), ann.h.round,
+		       a->ann.h.round);
+		fv_announce_clear(&ann);
 		return;
 	}
 	if (!selected(a, &ann)) {
