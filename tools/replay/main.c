@@ -1,5 +1,6 @@
 /* fedvigil-replay: publish the rows of CSV datasets to MQTT as sensor
  * readings, one machine per file, interleaved row by row (docs/tools.md). */
+#include "cli.h"
 #include "fedvigil/mqtt.h"
 #include "fedvigil/util.h"
 #include "fedvigil/version.h"
@@ -8,7 +9,6 @@
 #include <getopt.h>
 #include <inttypes.h>
 #include <math.h>
-#include <poll.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -17,7 +17,6 @@
 #include <unistd.h>
 
 #define PROG "fedvigil-replay"
-#define PENDING_MAX 5000 /* unacknowledged publishes before we wait */
 #define MAX_MACHINES 256
 #define MAX_COLUMNS 4096
 
@@ -90,76 +89,6 @@ static void usage(FILE *f)
 		"\n"
 		"Empty cells are skipped; non-numeric cells are skipped and counted.\n"
 		"Exit: 0 ok, 1 error, 2 usage.\n");
-}
-
-static int usage_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static int usage_error(const char *fmt, ...)
-{
-	va_list ap;
-
-	fprintf(stderr, PROG ": ");
-	va_start(ap, fmt);
-	vfprintf(stderr, fmt, ap);
-	va_end(ap);
-	fprintf(stderr, "\nTry '" PROG " --help'.\n");
-	return 2;
-}
-
-static int parse_int(const char *flag, const char *s, long long min, long long max,
-		     long long *ret)
-{
-	char *end;
-	long long v;
-
-	errno = 0;
-	v = strtoll(s, &end, 10);
-	if (errno || end == s || *end) {
-		usage_error("%s: '%s' is not an integer", flag, s);
-		return -EINVAL;
-	}
-	if (v < min || v > max) {
-		usage_error("%s: %lld is out of range (%lld..%lld)", flag, v, min, max);
-		return -ERANGE;
-	}
-	*ret = v;
-	return 0;
-}
-
-static int parse_num(const char *flag, const char *s, double min, double max, double *ret)
-{
-	char *end;
-	double v;
-
-	errno = 0;
-	v = strtod(s, &end);
-	if (errno || end == s || *end || !isfinite(v)) {
-		usage_error("%s: '%s' is not a number", flag, s);
-		return -EINVAL;
-	}
-	if (v < min || v > max) {
-		usage_error("%s: %g is out of range (%g..%g)", flag, v, min, max);
-		return -ERANGE;
-	}
-	*ret = v;
-	return 0;
-}
-
-/* Scheme and a host; the client checks the rest. */
-static bool broker_valid(const char *s)
-{
-	static const char *const schemes[] = { "tcp://", "mqtt://", "ssl://", "mqtts://",
-					       "ws://", "wss://" };
-
-	for (size_t i = 0; i < FV_ARRAY_SIZE(schemes); i++)
-		if (strncmp(s, schemes[i], strlen(schemes[i])) == 0 &&
-		    s[strlen(schemes[i])] != '\0' && s[strlen(schemes[i])] != ':')
-			return true;
-	return false;
-}
-
-static bool prefix_valid(const char *s)
-{
-	return *s && strlen(s) < 200 && !strpbrk(s, "+#") && s[strlen(s) - 1] != '/';
 }
 
 /* ---- CSV ---- */
@@ -347,91 +276,6 @@ static void source_close(struct source *s)
 	free(s->pending);
 }
 
-/* ---- MQTT ---- */
-
-static void drain_events(struct fv_mqtt *c)
-{
-	struct fv_mqtt_msg msg;
-	enum fv_mqtt_event ev;
-
-	/* The client logs connects and losses itself. */
-	while ((ev = fv_mqtt_next(c, &msg)) != FV_MQTT_EV_NONE)
-		if (ev == FV_MQTT_EV_MESSAGE)
-			fv_mqtt_msg_clear(&msg);
-}
-
-static void sleep_ms(int ms)
-{
-	struct timespec ts = { ms / 1000, (long)(ms % 1000) * 1000000L };
-
-	nanosleep(&ts, NULL);
-}
-
-static bool wait_connected(struct fv_mqtt *c, double timeout_s)
-{
-	int64_t deadline = fv_now_mono_ms() + (int64_t)(timeout_s * 1000);
-
-	while (!stop_signal && fv_now_mono_ms() < deadline) {
-		struct pollfd pfd = { .fd = fv_mqtt_fd(c), .events = POLLIN };
-
-		drain_events(c);
-		if (fv_mqtt_connected(c))
-			return true;
-		poll(&pfd, pfd.fd >= 0 ? 1 : 0, 50);
-	}
-	return fv_mqtt_connected(c);
-}
-
-/* Publish with back-pressure (see fedvigil-sim). 0, -EINTR, or -EIO. */
-static int publish(struct fv_mqtt *c, const char *broker, const char *topic, const char *payload,
-		   int qos)
-{
-	static struct fv_ratelimit rl = FV_RATELIMIT_INIT(10000, 1);
-	int refused = 0;
-
-	for (;;) {
-		int r;
-
-		if (stop_signal)
-			return -EINTR;
-		drain_events(c);
-		if (fv_mqtt_pending(c) > PENDING_MAX) {
-			sleep_ms(2);
-			continue;
-		}
-		r = fv_mqtt_publish(c, topic, payload, strlen(payload), qos, false);
-		if (r == 0)
-			return 0;
-		if (r == -ENOBUFS) { /* the client's buffer is full: let it drain */
-			sleep_ms(5);
-			continue;
-		}
-		if (r == -ENOTCONN) {
-			if (fv_ratelimit_ok(&rl, NULL))
-				fv_log(FV_LOG_WARNING, "broker %s unreachable and offline buffer full; "
-				       "waiting", broker);
-			sleep_ms(100);
-			continue;
-		}
-		if (++refused > 100) {
-			fv_log(FV_LOG_ERR, "publish to %s failed: %s", topic, fv_strerror(r));
-			return r;
-		}
-		sleep_ms(20);
-	}
-}
-
-static void sleep_until(const struct timespec *t0, int64_t ns)
-{
-	struct timespec ts = *t0;
-	int64_t total = (int64_t)ts.tv_nsec + ns;
-
-	ts.tv_sec += (time_t)(total / 1000000000LL);
-	ts.tv_nsec = (long)(total % 1000000000LL);
-	while (!stop_signal && clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &ts, NULL) == EINTR)
-		;
-}
-
 /* Copy s for a log line: at most len - 1 bytes, non-printables as '?'. */
 static void printable(char *buf, size_t len, const char *s)
 {
@@ -482,7 +326,7 @@ static int publish_row(struct fv_mqtt *mq, const struct opts *o, struct source *
 		format_value(num, sizeof(num), v);
 		snprintf(topic, sizeof(topic), "%s/%s/%s", o->prefix, s->name, s->channels[i]);
 		snprintf(payload, sizeof(payload), "{\"ts\":%" PRId64 ",\"value\":%s}", ts, num);
-		r = publish(mq, o->broker, topic, payload, o->qos);
+		r = fv_cli_publish(mq, o->broker, topic, payload, o->qos, &stop_signal);
 		if (r < 0)
 			return r;
 		s->messages++;
@@ -529,15 +373,15 @@ static int parse_args(int argc, char **argv, struct opts *o)
 	while ((c = getopt_long(argc, argv, ":b:p:m:qhV", longopts, NULL)) != -1) {
 		switch (c) {
 		case 'b':
-			if (!broker_valid(optarg))
-				return usage_error("--broker: '%s' is not a broker URI (like "
+			if (!fv_cli_broker_valid(optarg))
+				return fv_cli_usage_error("--broker: '%s' is not a broker URI (like "
 						   "tcp://127.0.0.1:1883; also mqtt, ssl, mqtts, ws, "
 						   "wss)", optarg);
 			o->broker = optarg;
 			break;
 		case 'p':
-			if (!prefix_valid(optarg))
-				return usage_error("--prefix: '%s' is not a valid topic prefix "
+			if (!fv_cli_prefix_valid(optarg))
+				return fv_cli_usage_error("--prefix: '%s' is not a valid topic prefix "
 						   "(non-empty, no '+' or '#', no trailing '/')", optarg);
 			o->prefix = optarg;
 			break;
@@ -546,16 +390,16 @@ static int parse_args(int argc, char **argv, struct opts *o)
 			struct source *s;
 
 			if (!eq || eq == optarg || !eq[1])
-				return usage_error("--machine: '%s' is not NAME=FILE.csv", optarg);
+				return fv_cli_usage_error("--machine: '%s' is not NAME=FILE.csv", optarg);
 			*eq = '\0';
 			if (!fv_name_valid(optarg))
-				return usage_error("--machine: '%s' is not a valid machine name "
+				return fv_cli_usage_error("--machine: '%s' is not a valid machine name "
 						   "(1-63 of A-Z a-z 0-9 _ . -)", optarg);
 			if (o->n_src == MAX_MACHINES)
-				return usage_error("--machine: at most %d machines", MAX_MACHINES);
+				return fv_cli_usage_error("--machine: at most %d machines", MAX_MACHINES);
 			for (int i = 0; i < o->n_src; i++)
 				if (strcmp(o->src[i].name, optarg) == 0)
-					return usage_error("--machine: '%s' given twice", optarg);
+					return fv_cli_usage_error("--machine: '%s' given twice", optarg);
 			s = &o->src[o->n_src++];
 			s->name = optarg;
 			s->path = eq + 1;
@@ -569,7 +413,7 @@ static int parse_args(int argc, char **argv, struct opts *o)
 			else if (strcmp(optarg, "no") == 0)
 				o->header = HEADER_NO;
 			else
-				return usage_error("--header: '%s' is not auto, yes or no", optarg);
+				return fv_cli_usage_error("--header: '%s' is not auto, yes or no", optarg);
 			break;
 		case OPT_DELIM:
 			if (strcmp(optarg, "tab") == 0 || strcmp(optarg, "\\t") == 0)
@@ -578,35 +422,35 @@ static int parse_args(int argc, char **argv, struct opts *o)
 				 optarg[0] != '\r')
 				o->delim = optarg[0];
 			else
-				return usage_error("--delimiter: '%s' is not one character (or 'tab')",
+				return fv_cli_usage_error("--delimiter: '%s' is not one character (or 'tab')",
 						   optarg);
 			break;
 		case OPT_PERIOD:
-			if (parse_int("--period-ms", optarg, 1, 86400000LL * 366, &v) < 0)
+			if (fv_cli_parse_int("--period-ms", optarg, 1, 86400000LL * 366, &v) < 0)
 				return 2;
 			o->period_ms = v;
 			break;
 		case OPT_START:
 			if (fv_iso8601_parse(optarg, &o->start_ms) < 0)
-				return usage_error("--start: '%s' is not an ISO-8601 UTC time "
+				return fv_cli_usage_error("--start: '%s' is not an ISO-8601 UTC time "
 						   "(like 2026-01-01T00:00:00Z)", optarg);
 			break;
 		case OPT_OFFSET:
-			if (parse_int("--row-offset", optarg, 0, 1000000000LL, &v) < 0)
+			if (fv_cli_parse_int("--row-offset", optarg, 0, 1000000000LL, &v) < 0)
 				return 2;
 			o->row_offset = v;
 			break;
 		case OPT_RATE:
-			if (parse_num("--rate", optarg, 0, 1e9, &o->rate) < 0)
+			if (fv_cli_parse_num("--rate", optarg, 0, 1e9, &o->rate) < 0)
 				return 2;
 			break;
 		case OPT_QOS:
-			if (parse_int("--qos", optarg, 0, 2, &v) < 0)
+			if (fv_cli_parse_int("--qos", optarg, 0, 2, &v) < 0)
 				return 2;
 			o->qos = (int)v;
 			break;
 		case OPT_CONNECT_TIMEOUT:
-			if (parse_num("--connect-timeout", optarg, 0.1, 86400, &o->connect_timeout_s) < 0)
+			if (fv_cli_parse_num("--connect-timeout", optarg, 0.1, 86400, &o->connect_timeout_s) < 0)
 				return 2;
 			break;
 		case 'q':
@@ -619,24 +463,25 @@ static int parse_args(int argc, char **argv, struct opts *o)
 			printf(PROG " " FV_VERSION "\n");
 			return -1;
 		case ':':
-			return usage_error("%s needs a value", argv[optind - 1]);
+			return fv_cli_usage_error("%s needs a value", argv[optind - 1]);
 		default:
 			if (optopt)
-				return usage_error("unknown option '-%c'", optopt);
-			return usage_error("unknown option '%s'", argv[optind - 1]);
+				return fv_cli_usage_error("unknown option '-%c'", optopt);
+			return fv_cli_usage_error("unknown option '%s'", argv[optind - 1]);
 		}
 	}
 	if (optind < argc)
-		return usage_error("unexpected argument '%s'", argv[optind]);
+		return fv_cli_usage_error("unexpected argument '%s'", argv[optind]);
 	if (!o->broker)
-		return usage_error("--broker is required (e.g. --broker tcp://127.0.0.1:1883)");
+		return fv_cli_usage_error("--broker is required (e.g. --broker tcp://127.0.0.1:1883)");
 	if (o->n_src == 0)
-		return usage_error("--machine NAME=FILE.csv is required (at least one)");
+		return fv_cli_usage_error("--machine NAME=FILE.csv is required (at least one)");
 	return 0;
 }
 
 int main(int argc, char **argv)
 {
+	fv_cli_init(PROG);
 	static struct opts o = {
 		.prefix = "plant",
 		.header = HEADER_AUTO,
@@ -689,7 +534,7 @@ int main(int argc, char **argv)
 		rc = r == -EINVAL ? 2 : 1;
 		goto out;
 	}
-	if (!wait_connected(mq, o.connect_timeout_s)) {
+	if (!fv_cli_wait_connected(mq, o.connect_timeout_s, &stop_signal)) {
 		if (!stop_signal) {
 			fv_log(FV_LOG_ERR, "cannot connect to broker %s within %g s", o.broker,
 			       o.connect_timeout_s);
@@ -703,7 +548,7 @@ int main(int argc, char **argv)
 		bool any = false;
 
 		if (o.rate > 0)
-			sleep_until(&t0, (int64_t)((double)i * 1e9 / o.rate));
+			fv_cli_sleep_until(&t0, (int64_t)((double)i * 1e9 / o.rate), &stop_signal);
 		for (int m = 0; m < o.n_src && !stop_signal; m++) {
 			struct source *s = &o.src[m];
 			char *row;
@@ -743,8 +588,8 @@ int main(int argc, char **argv)
 		int64_t deadline = fv_now_mono_ms() + (stop_signal ? 2000 : 30000);
 
 		while (fv_mqtt_pending(mq) > 0 && fv_now_mono_ms() < deadline) {
-			drain_events(mq);
-			sleep_ms(10);
+			fv_cli_drain(mq);
+			fv_cli_sleep_ms(10);
 		}
 		int unacked = fv_mqtt_pending(mq);
 

@@ -2,6 +2,7 @@
  * The last line of the output is machine-readable key=value pairs. */
 #include "score.h"
 
+#include "cli.h"
 #include "fedvigil/util.h"
 #include "fedvigil/version.h"
 
@@ -44,43 +45,11 @@ static void usage(FILE *f)
 		"Exit: 0 ok, 1 unreadable or malformed input, 2 usage.\n");
 }
 
-static int usage_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static int usage_error(const char *fmt, ...)
-{
-	va_list ap;
-
-	fprintf(stderr, PROG ": ");
-	va_start(ap, fmt);
-	vfprintf(stderr, fmt, ap);
-	va_end(ap);
-	fprintf(stderr, "\nTry '" PROG " --help'.\n");
-	return 2;
-}
-
-static int parse_int(const char *flag, const char *s, long long min, long long max,
-		     long long *ret)
-{
-	char *end;
-	long long v;
-
-	errno = 0;
-	v = strtoll(s, &end, 10);
-	if (errno || end == s || *end) {
-		usage_error("%s: '%s' is not an integer", flag, s);
-		return -EINVAL;
-	}
-	if (v < min || v > max) {
-		usage_error("%s: %lld is out of range (%lld..%lld)", flag, v, min, max);
-		return -ERANGE;
-	}
-	*ret = v;
-	return 0;
-}
-
 enum { OPT_SLACK = 256, OPT_START, OPT_PERIOD, OPT_OFFSET, OPT_COLUMN };
 
 int main(int argc, char **argv)
 {
+	fv_cli_init(PROG);
 	static const struct option longopts[] = {
 		{ "truth", required_argument, NULL, 't' },
 		{ "alerts", required_argument, NULL, 'a' },
@@ -112,7 +81,7 @@ int main(int argc, char **argv)
 			ev.alerts = optarg;
 			break;
 		case OPT_SLACK:
-			if (parse_int("--slack-ms", optarg, 0, 86400000LL * 366, &v) < 0)
+			if (fv_cli_parse_int("--slack-ms", optarg, 0, 86400000LL * 366, &v) < 0)
 				return 2;
 			ev.slack_ms = v;
 			have_slack = true;
@@ -121,9 +90,9 @@ int main(int argc, char **argv)
 			char *colon = strrchr(optarg, ':');
 
 			if (!colon || colon == optarg || !colon[1])
-				return usage_error("--points: '%s' is not SCORES.csv:LABELS.csv", optarg);
+				return fv_cli_usage_error("--points: '%s' is not SCORES.csv:LABELS.csv", optarg);
 			if (pt.n_pairs == MAX_PAIRS)
-				return usage_error("--points: at most %d pairs", MAX_PAIRS);
+				return fv_cli_usage_error("--points: at most %d pairs", MAX_PAIRS);
 			*colon = '\0';
 			pairs[pt.n_pairs].scores = optarg;
 			pairs[pt.n_pairs].labels = colon + 1;
@@ -132,24 +101,24 @@ int main(int argc, char **argv)
 		}
 		case OPT_START:
 			if (fv_iso8601_parse(optarg, &pt.start_ms) < 0)
-				return usage_error("--start: '%s' is not an ISO-8601 UTC time "
+				return fv_cli_usage_error("--start: '%s' is not an ISO-8601 UTC time "
 						   "(like 2026-01-01T00:00:00Z)", optarg);
 			have_start = true;
 			break;
 		case OPT_PERIOD:
-			if (parse_int("--period-ms", optarg, 1, 86400000LL * 366, &v) < 0)
+			if (fv_cli_parse_int("--period-ms", optarg, 1, 86400000LL * 366, &v) < 0)
 				return 2;
 			pt.period_ms = v;
 			have_period = true;
 			break;
 		case OPT_OFFSET:
-			if (parse_int("--row-offset", optarg, 0, 1000000000LL, &v) < 0)
+			if (fv_cli_parse_int("--row-offset", optarg, 0, 1000000000LL, &v) < 0)
 				return 2;
 			pt.row_offset = v;
 			break;
 		case OPT_COLUMN:
 			if (strcmp(optarg, "alert") != 0 && strcmp(optarg, "above") != 0)
-				return usage_error("--column: '%s' is not alert or above", optarg);
+				return fv_cli_usage_error("--column: '%s' is not alert or above", optarg);
 			pt.column = optarg;
 			break;
 		case 'h':
@@ -159,32 +128,32 @@ int main(int argc, char **argv)
 			printf(PROG " " FV_VERSION "\n");
 			return 0;
 		case ':':
-			return usage_error("%s needs a value", argv[optind - 1]);
+			return fv_cli_usage_error("%s needs a value", argv[optind - 1]);
 		default:
 			if (optopt)
-				return usage_error("unknown option '-%c'", optopt);
-			return usage_error("unknown option '%s'", argv[optind - 1]);
+				return fv_cli_usage_error("unknown option '-%c'", optopt);
+			return fv_cli_usage_error("unknown option '%s'", argv[optind - 1]);
 		}
 	}
 	if (optind < argc)
-		return usage_error("unexpected argument '%s'", argv[optind]);
+		return fv_cli_usage_error("unexpected argument '%s'", argv[optind]);
 
 	if (pt.n_pairs > 0) {
 		if (ev.truth || ev.alerts || have_slack)
-			return usage_error("--points cannot be combined with --truth/--alerts/--slack-ms");
+			return fv_cli_usage_error("--points cannot be combined with --truth/--alerts/--slack-ms");
 		if (!have_start)
-			return usage_error("--start is required with --points");
+			return fv_cli_usage_error("--start is required with --points");
 		if (!have_period)
-			return usage_error("--period-ms is required with --points");
+			return fv_cli_usage_error("--period-ms is required with --points");
 		return score_points(&pt, stdout);
 	}
 	if (!ev.truth && !ev.alerts)
-		return usage_error("give --truth and --alerts (event mode) or --points (point mode)");
+		return fv_cli_usage_error("give --truth and --alerts (event mode) or --points (point mode)");
 	if (!ev.truth)
-		return usage_error("--truth is required with --alerts");
+		return fv_cli_usage_error("--truth is required with --alerts");
 	if (!ev.alerts)
-		return usage_error("--alerts is required with --truth");
+		return fv_cli_usage_error("--alerts is required with --truth");
 	if (have_start || have_period || pt.row_offset || strcmp(pt.column, "alert") != 0)
-		return usage_error("--start/--period-ms/--row-offset/--column belong to --points mode");
+		return fv_cli_usage_error("--start/--period-ms/--row-offset/--column belong to --points mode");
 	return score_events(&ev, stdout);
 }

@@ -2,6 +2,7 @@
  * with labelled faults injected at seeded random times (see docs/tools.md). */
 #include "plant.h"
 
+#include "cli.h"
 #include "fedvigil/mqtt.h"
 #include "fedvigil/util.h"
 #include "fedvigil/version.h"
@@ -9,7 +10,6 @@
 #include <getopt.h>
 #include <inttypes.h>
 #include <math.h>
-#include <poll.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -18,7 +18,6 @@
 #include <unistd.h>
 
 #define PROG "fedvigil-sim"
-#define PENDING_MAX 5000 /* unacknowledged publishes before we wait */
 
 static volatile sig_atomic_t stop_signal;
 
@@ -78,76 +77,6 @@ static void usage(FILE *f)
 		"{\"ts\":<ms since epoch>,\"value\":<number>}. Exit: 0 ok, 1 error, 2 usage.\n");
 }
 
-static int usage_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static int usage_error(const char *fmt, ...)
-{
-	va_list ap;
-
-	fprintf(stderr, PROG ": ");
-	va_start(ap, fmt);
-	vfprintf(stderr, fmt, ap);
-	va_end(ap);
-	fprintf(stderr, "\nTry '" PROG " --help'.\n");
-	return 2;
-}
-
-static int parse_int(const char *flag, const char *s, long long min, long long max,
-		     long long *ret)
-{
-	char *end;
-	long long v;
-
-	errno = 0;
-	v = strtoll(s, &end, 10);
-	if (errno || end == s || *end) {
-		usage_error("%s: '%s' is not an integer", flag, s);
-		return -EINVAL;
-	}
-	if (v < min || v > max) {
-		usage_error("%s: %lld is out of range (%lld..%lld)", flag, v, min, max);
-		return -ERANGE;
-	}
-	*ret = v;
-	return 0;
-}
-
-static int parse_num(const char *flag, const char *s, double min, double max, double *ret)
-{
-	char *end;
-	double v;
-
-	errno = 0;
-	v = strtod(s, &end);
-	if (errno || end == s || *end || !isfinite(v)) {
-		usage_error("%s: '%s' is not a number", flag, s);
-		return -EINVAL;
-	}
-	if (v < min || v > max) {
-		usage_error("%s: %g is out of range (%g..%g)", flag, v, min, max);
-		return -ERANGE;
-	}
-	*ret = v;
-	return 0;
-}
-
-/* Scheme and a host; the client checks the rest. */
-static bool broker_valid(const char *s)
-{
-	static const char *const schemes[] = { "tcp://", "mqtt://", "ssl://", "mqtts://",
-					       "ws://", "wss://" };
-
-	for (size_t i = 0; i < FV_ARRAY_SIZE(schemes); i++)
-		if (strncmp(s, schemes[i], strlen(schemes[i])) == 0 &&
-		    s[strlen(schemes[i])] != '\0' && s[strlen(schemes[i])] != ':')
-			return true;
-	return false;
-}
-
-static bool prefix_valid(const char *s)
-{
-	return *s && strlen(s) < 200 && !strpbrk(s, "+#") && s[strlen(s) - 1] != '/';
-}
-
 enum {
 	OPT_PERIOD = 256,
 	OPT_SPEED,
@@ -188,42 +117,42 @@ static int parse_args(int argc, char **argv, struct opts *o)
 	while ((c = getopt_long(argc, argv, ":b:p:m:d:f:s:t:qhV", longopts, NULL)) != -1) {
 		switch (c) {
 		case 'b':
-			if (!broker_valid(optarg))
-				return usage_error("--broker: '%s' is not a broker URI (like "
+			if (!fv_cli_broker_valid(optarg))
+				return fv_cli_usage_error("--broker: '%s' is not a broker URI (like "
 						   "tcp://127.0.0.1:1883; also mqtt, ssl, mqtts, ws, "
 						   "wss)", optarg);
 			o->broker = optarg;
 			break;
 		case 'p':
-			if (!prefix_valid(optarg))
-				return usage_error("--prefix: '%s' is not a valid topic prefix "
+			if (!fv_cli_prefix_valid(optarg))
+				return fv_cli_usage_error("--prefix: '%s' is not a valid topic prefix "
 						   "(non-empty, no '+' or '#', no trailing '/')", optarg);
 			o->prefix = optarg;
 			break;
 		case 'm':
-			if (parse_int("--machines", optarg, 1, 10000, &v) < 0)
+			if (fv_cli_parse_int("--machines", optarg, 1, 10000, &v) < 0)
 				return 2;
 			o->machines = (int)v;
 			break;
 		case OPT_PERIOD:
-			if (parse_int("--period-ms", optarg, 1, 86400000, &v) < 0)
+			if (fv_cli_parse_int("--period-ms", optarg, 1, 86400000, &v) < 0)
 				return 2;
 			o->period_ms = v;
 			break;
 		case OPT_SPEED:
-			if (parse_num("--speed", optarg, 0, 1e9, &o->speed) < 0)
+			if (fv_cli_parse_num("--speed", optarg, 0, 1e9, &o->speed) < 0)
 				return 2;
 			break;
 		case 'd':
-			if (parse_num("--duration", optarg, 0, 1e10, &o->duration_s) < 0)
+			if (fv_cli_parse_num("--duration", optarg, 0, 1e10, &o->duration_s) < 0)
 				return 2;
 			break;
 		case OPT_NORMAL:
-			if (parse_num("--normal", optarg, 0, 1e10, &o->normal_s) < 0)
+			if (fv_cli_parse_num("--normal", optarg, 0, 1e10, &o->normal_s) < 0)
 				return 2;
 			break;
 		case 'f':
-			if (parse_int("--faults", optarg, 0, 64, &v) < 0)
+			if (fv_cli_parse_int("--faults", optarg, 0, 64, &v) < 0)
 				return 2;
 			o->faults = (int)v;
 			break;
@@ -231,7 +160,7 @@ static int parse_args(int argc, char **argv, struct opts *o)
 			char bad[80];
 
 			if (sim_fault_mask_parse(optarg, &o->fault_mask, bad, sizeof(bad)) < 0)
-				return usage_error("--fault-types: unknown fault type '%s' (use all or "
+				return fv_cli_usage_error("--fault-types: unknown fault type '%s' (use all or "
 						   "bearing_wear,leak,cavitation,drift,stuck,spike)",
 						   bad);
 			break;
@@ -242,7 +171,7 @@ static int parse_args(int argc, char **argv, struct opts *o)
 			errno = 0;
 			o->seed = strtoull(optarg, &end, 0);
 			if (errno || end == optarg || *end || *optarg == '-')
-				return usage_error("--seed: '%s' is not an unsigned integer", optarg);
+				return fv_cli_usage_error("--seed: '%s' is not an unsigned integer", optarg);
 			break;
 		}
 		case 't':
@@ -250,16 +179,16 @@ static int parse_args(int argc, char **argv, struct opts *o)
 			break;
 		case OPT_START:
 			if (fv_iso8601_parse(optarg, &o->start_ms) < 0)
-				return usage_error("--start: '%s' is not an ISO-8601 UTC time "
+				return fv_cli_usage_error("--start: '%s' is not an ISO-8601 UTC time "
 						   "(like 2026-01-01T00:00:00Z)", optarg);
 			break;
 		case OPT_QOS:
-			if (parse_int("--qos", optarg, 0, 2, &v) < 0)
+			if (fv_cli_parse_int("--qos", optarg, 0, 2, &v) < 0)
 				return 2;
 			o->qos = (int)v;
 			break;
 		case OPT_CONNECT_TIMEOUT:
-			if (parse_num("--connect-timeout", optarg, 0.1, 86400, &o->connect_timeout_s) < 0)
+			if (fv_cli_parse_num("--connect-timeout", optarg, 0.1, 86400, &o->connect_timeout_s) < 0)
 				return 2;
 			break;
 		case 'q':
@@ -272,100 +201,24 @@ static int parse_args(int argc, char **argv, struct opts *o)
 			printf(PROG " " FV_VERSION "\n");
 			return -1;
 		case ':':
-			return usage_error("%s needs a value", argv[optind - 1]);
+			return fv_cli_usage_error("%s needs a value", argv[optind - 1]);
 		default:
 			if (optopt)
-				return usage_error("unknown option '-%c'", optopt);
-			return usage_error("unknown option '%s'", argv[optind - 1]);
+				return fv_cli_usage_error("unknown option '-%c'", optopt);
+			return fv_cli_usage_error("unknown option '%s'", argv[optind - 1]);
 		}
 	}
 	if (optind < argc)
-		return usage_error("unexpected argument '%s'", argv[optind]);
+		return fv_cli_usage_error("unexpected argument '%s'", argv[optind]);
 	if (!o->broker)
-		return usage_error("--broker is required (e.g. --broker tcp://127.0.0.1:1883)");
+		return fv_cli_usage_error("--broker is required (e.g. --broker tcp://127.0.0.1:1883)");
 	if (o->duration_s * 1000 < (double)o->period_ms)
-		return usage_error("--duration: %g s is shorter than one sample (--period-ms %lld)",
+		return fv_cli_usage_error("--duration: %g s is shorter than one sample (--period-ms %lld)",
 				   o->duration_s, (long long)o->period_ms);
 	if (o->faults > 0 && o->normal_s >= o->duration_s)
-		return usage_error("--normal: %g s leaves no time for faults in --duration %g s "
+		return fv_cli_usage_error("--normal: %g s leaves no time for faults in --duration %g s "
 				   "(use --faults 0 for a fault-free run)", o->normal_s, o->duration_s);
 	return 0;
-}
-
-/* Take the client's connection events (no subscriptions, so no messages). */
-static void drain_events(struct fv_mqtt *c)
-{
-	struct fv_mqtt_msg msg;
-	enum fv_mqtt_event ev;
-
-	/* The client logs connects and losses itself. */
-	while ((ev = fv_mqtt_next(c, &msg)) != FV_MQTT_EV_NONE)
-		if (ev == FV_MQTT_EV_MESSAGE)
-			fv_mqtt_msg_clear(&msg);
-}
-
-static void sleep_ms(int ms)
-{
-	struct timespec ts = { ms / 1000, (long)(ms % 1000) * 1000000L };
-
-	nanosleep(&ts, NULL);
-}
-
-/* Wait until the client is connected; false on timeout or signal. */
-static bool wait_connected(struct fv_mqtt *c, double timeout_s)
-{
-	int64_t deadline = fv_now_mono_ms() + (int64_t)(timeout_s * 1000);
-
-	while (!stop_signal && fv_now_mono_ms() < deadline) {
-		struct pollfd pfd = { .fd = fv_mqtt_fd(c), .events = POLLIN };
-
-		drain_events(c);
-		if (fv_mqtt_connected(c))
-			return true;
-		poll(&pfd, pfd.fd >= 0 ? 1 : 0, 50);
-	}
-	return fv_mqtt_connected(c);
-}
-
-/* Publish with back-pressure: wait while too much is in flight, and while
- * the client's offline buffer is full. 0, -EINTR on a signal, -EIO when the
- * client keeps refusing. */
-static int publish(struct fv_mqtt *c, const char *broker, const char *topic, const char *payload,
-		   int qos)
-{
-	static struct fv_ratelimit rl = FV_RATELIMIT_INIT(10000, 1);
-	int refused = 0;
-
-	for (;;) {
-		int r;
-
-		if (stop_signal)
-			return -EINTR;
-		drain_events(c);
-		if (fv_mqtt_pending(c) > PENDING_MAX) {
-			sleep_ms(2);
-			continue;
-		}
-		r = fv_mqtt_publish(c, topic, payload, strlen(payload), qos, false);
-		if (r == 0)
-			return 0;
-		if (r == -ENOBUFS) { /* the client's buffer is full: let it drain */
-			sleep_ms(5);
-			continue;
-		}
-		if (r == -ENOTCONN) {
-			if (fv_ratelimit_ok(&rl, NULL))
-				fv_log(FV_LOG_WARNING, "broker %s unreachable and offline buffer full; "
-				       "waiting", broker);
-			sleep_ms(100);
-			continue;
-		}
-		if (++refused > 100) {
-			fv_log(FV_LOG_ERR, "publish to %s failed: %s", topic, fv_strerror(r));
-			return r;
-		}
-		sleep_ms(20);
-	}
 }
 
 static int write_truth(const struct sim_plant *p, const char *path, int64_t limit)
@@ -384,20 +237,9 @@ static int write_truth(const struct sim_plant *p, const char *path, int64_t limi
 	return r;
 }
 
-/* Absolute monotonic deadline `ns` nanoseconds after t0. */
-static void sleep_until(const struct timespec *t0, int64_t ns)
-{
-	struct timespec ts = *t0;
-	int64_t total = (int64_t)ts.tv_nsec + ns;
-
-	ts.tv_sec += (time_t)(total / 1000000000LL);
-	ts.tv_nsec = (long)(total % 1000000000LL);
-	while (!stop_signal && clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &ts, NULL) == EINTR)
-		;
-}
-
 int main(int argc, char **argv)
 {
+	fv_cli_init(PROG);
 	struct opts o = {
 		.prefix = "plant",
 		.machines = 3,
@@ -443,7 +285,7 @@ int main(int argc, char **argv)
 	};
 	plant = sim_plant_new(&cfg, err, sizeof(err));
 	if (!plant)
-		return usage_error("%s", err);
+		return fv_cli_usage_error("%s", err);
 	if (o.truth && write_truth(plant, o.truth, INT64_MAX) < 0) {
 		rc = 1;
 		goto out;
@@ -468,7 +310,7 @@ int main(int argc, char **argv)
 		rc = r == -EINVAL ? 2 : 1;
 		goto out;
 	}
-	if (!wait_connected(mq, o.connect_timeout_s)) {
+	if (!fv_cli_wait_connected(mq, o.connect_timeout_s, &stop_signal)) {
 		if (!stop_signal) {
 			fv_log(FV_LOG_ERR, "cannot connect to broker %s within %g s", o.broker,
 			       o.connect_timeout_s);
@@ -486,7 +328,7 @@ int main(int argc, char **argv)
 		int64_t ts = o.start_ms + k * o.period_ms;
 
 		if (o.speed > 0)
-			sleep_until(&t0, (int64_t)((double)k * (double)o.period_ms * 1e6 / o.speed));
+			fv_cli_sleep_until(&t0, (int64_t)((double)k * (double)o.period_ms * 1e6 / o.speed), &stop_signal);
 		if (stop_signal)
 			break;
 		for (int m = 0; m < o.machines && rc == 0 && !stop_signal; m++) {
@@ -508,7 +350,7 @@ int main(int argc, char **argv)
 					 sim_channel_name(c));
 				snprintf(payload, sizeof(payload), "{\"ts\":%" PRId64 ",\"value\":%.5g}",
 					 ts, v[c]);
-				r = publish(mq, o.broker, topic, payload, o.qos);
+				r = fv_cli_publish(mq, o.broker, topic, payload, o.qos, &stop_signal);
 				if (r == -EINTR)
 					break;
 				if (r < 0) {
@@ -533,8 +375,8 @@ int main(int argc, char **argv)
 		int64_t deadline = fv_now_mono_ms() + (stop_signal ? 2000 : 30000);
 
 		while (fv_mqtt_pending(mq) > 0 && fv_now_mono_ms() < deadline) {
-			drain_events(mq);
-			sleep_ms(10);
+			fv_cli_drain(mq);
+			fv_cli_sleep_ms(10);
 		}
 		int unacked = fv_mqtt_pending(mq);
 
