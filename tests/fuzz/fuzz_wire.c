@@ -6,10 +6,9 @@
  * Built with -fsanitize=fuzzer (clang) it is a libFuzzer target:
  *   clang -g -O1 -fsanitize=fuzzer,address,undefined -DFV_LIBFUZZER ...
  *   ./fuzz_wire tests/fuzz/corpus/wire
- * Built without FV_LIBFUZZER it is a plain program that replays the files
- * (or directories of files) given as arguments, for ctest. Every crash
+ * Linked with replay_main.c instead it is a plain program that replays the
+ * files (or directories of files) given as arguments, for ctest. Every crash
  * found becomes a file in tests/fuzz/corpus/wire/. */
-#include <dirent.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -72,50 +71,3 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	}
 	return 0;
 }
-
-#ifndef FV_LIBFUZZER
-static int replay_file(const char *path)
-{
-	void *buf;
-	size_t len;
-	int r = fv_file_read(path, FV_MAX_MSG_BYTES + 16, &buf, &len);
-
-	if (r < 0) {
-		fprintf(stderr, "%s: %s\n", path, fv_strerror(r));
-		return 1;
-	}
-	LLVMFuzzerTestOneInput(buf, len);
-	free(buf);
-	return 0;
-}
-
-static int replay(const char *path)
-{
-	DIR *d = opendir(path);
-	struct dirent *e;
-	char sub[4096];
-	int fails = 0, n = 0;
-
-	if (!d)
-		return replay_file(path);
-	while ((e = readdir(d))) {
-		if (e->d_name[0] == '.')
-			continue;
-		snprintf(sub, sizeof(sub), "%s/%s", path, e->d_name);
-		fails += replay(sub);
-		n++;
-	}
-	closedir(d);
-	printf("%s: %d inputs\n", path, n);
-	return fails;
-}
-
-int main(int argc, char **argv)
-{
-	int fails = 0;
-
-	for (int i = 1; i < argc; i++)
-		fails += replay(argv[i]);
-	return fails ? 1 : 0;
-}
-#endif
