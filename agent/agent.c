@@ -741,9 +741,9 @@ struct agent *agent_new(const struct agent_config *c)
 	o.will_len = (size_t)wl;
 	o.will_qos = 1;
 	o.will_retain = true;
-	/* Sensor data must not be dropped while we train or score: let the
-	 * broker queue for us instead. */
-	o.full_wait_ms = 5000;
+	/* Room for bursts and for the readings that arrive while we train
+	 * (sensor payloads are small); overflow is counted in mqtt_dropped. */
+	o.queue_max = 65536;
 	a->mq = fv_mqtt_new(&o);
 	if (!a->mq)
 		goto fail;

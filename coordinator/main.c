@@ -260,8 +260,6 @@ static int run(const struct coord_config *cfg, bool reset)
 	mo.will_len = strlen(offline);
 	mo.will_qos = 1;
 	mo.will_retain = true;
-	/* Updates must not be dropped while a round is being aggregated. */
-	mo.full_wait_ms = 5000;
 	m = fv_mqtt_new(&mo);
 	if (!m)
 		return COORD_EXIT_FAIL;

@@ -29,10 +29,6 @@ struct fv_mqtt_opts {
 	uint32_t queue_max;       /* inbound queue bound, default 4096 */
 	size_t max_payload;       /* inbound payloads larger are dropped+counted,
 				   * default 32 MiB */
-	int full_wait_ms;         /* when the inbound queue is full, hold Paho's
-				   * receive thread up to this long for room
-				   * (backpressure through TCP and the broker's
-				   * queue) before dropping; 0 = drop at once */
 	int offline_buffer;       /* publishes buffered while disconnected,
 				   * default 1000 */
 };

@@ -84,7 +84,6 @@ struct fv_mqtt {
 	int retry_min_s;        /* reconnect backoff start */
 	int retry_max_s;        /* reconnect backoff cap */
 	uint32_t queue_max;     /* inbound message queue bound */
-	int full_wait_ms;       /* backpressure wait when the queue is full */
 	size_t max_payload;     /* inbound payload bound */
 	int offline_buffer;     /* Paho's maxBufferedMessages */
 	int efd;                /* eventfd: readable while events pending */
@@ -366,15 +365,6 @@ static int on_message(void *ctx, char *topic, int topic_len, MQTTAsync_message *
 		goto out;
 	}
 	pthread_mutex_lock(&c->lock);
-	/* Backpressure: a full queue holds this (Paho's) thread for a while,
-	 * so the broker queues for us instead of us dropping. The owner
-	 * broadcasts cond whenever it takes a message. */
-	if (c->count >= c->queue_max && c->full_wait_ms > 0) {
-		int64_t deadline = mono_ms() + c->full_wait_ms;
-
-		while (c->count >= c->queue_max && wait_until(c, deadline))
-			;
-	}
 	full = c->count >= c->queue_max;
 	if (full)
 		c->dropped_full++;
@@ -501,7 +491,6 @@ static int setup_opts(struct fv_mqtt *c, const struct fv_mqtt_opts *o)
 		fv_log(FV_LOG_ERR, "mqtt: queue_max %u is over %u", c->queue_max, QUEUE_MAX_LIMIT);
 		return -EINVAL;
 	}
-	c->full_wait_ms = o->full_wait_ms > 0 ? FV_MIN(o->full_wait_ms, 60000) : 0;
 	c->max_payload = o->max_payload ? o->max_payload : DEF_MAX_PAYLOAD;
 	if (c->max_payload > PAYLOAD_LIMIT)
 		c->max_payload = PAYLOAD_LIMIT;
@@ -816,8 +805,7 @@ enum fv_mqtt_event fv_mqtt_next(struct fv_mqtt *c, struct fv_mqtt_msg *ret_msg)
 		*ret_msg = c->ring[c->head];
 		memset(&c->ring[c->head], 0, sizeof(c->ring[c->head]));
 		c->head = (c->head + 1) % c->queue_max;
-		if (c->count-- == c->queue_max && c->full_wait_ms > 0)
-			pthread_cond_broadcast(&c->cond);
+		c->count--;
 	}
 	if (ev != FV_MQTT_EV_NONE && nothing_pending(c))
 		unwake(c);

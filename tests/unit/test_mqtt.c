@@ -594,52 +594,6 @@ static void test_queue_bound(void **state)
 /* The broker dies and comes back on the same port: LOST, then CONNECTED
  * again by itself; subscriptions are renewed; a publish made while down
  * is buffered and delivered after the reconnect. */
-/* With full_wait_ms set, a full queue holds Paho's receive thread instead
- * of dropping: a slow consumer still gets every message, in order. */
-static void test_queue_backpressure(void **state)
-{
-	struct fv_mqtt_opts o = { 0 };
-	struct fv_mqtt *c;
-	struct fv_mqtt_stats st;
-	struct fv_mqtt_msg m = { 0 };
-	char buf[16];
-	const int n = 40;
-	int got = 0;
-	int64_t deadline;
-
-	(void)state;
-	o.uri = B.uri;
-	o.client_id = "t-backpressure";
-	o.queue_max = 4;
-	o.full_wait_ms = 5000;
-	c = fv_mqtt_new(&o);
-	assert_non_null(c);
-	assert_int_equal(fv_mqtt_subscribe(c, "fvtest/bp", 1), 0);
-	assert_int_equal(fv_mqtt_start(c), 0);
-	assert_true(wait_event(c, FV_MQTT_EV_CONNECTED, 10000, NULL));
-	for (int i = 0; i < n; i++) {
-		int len = snprintf(buf, sizeof(buf), "%d", i);
-
-		assert_int_equal(fv_mqtt_publish(c, "fvtest/bp", buf, (size_t)len, 1, false), 0);
-	}
-	deadline = fv_now_mono_ms() + 30000;
-	while (got < n && fv_now_mono_ms() < deadline) {
-		enum fv_mqtt_event ev = fv_mqtt_next(c, &m);
-
-		if (ev == FV_MQTT_EV_MESSAGE) {
-			snprintf(buf, sizeof(buf), "%d", got);
-			assert_string_equal((char *)m.payload, buf);
-			fv_mqtt_msg_clear(&m);
-			got++;
-		}
-		sleep_ms(5); /* a slow consumer */
-	}
-	fv_mqtt_get_stats(c, &st);
-	assert_int_equal(got, n);
-	assert_int_equal(st.dropped_full, 0);
-	fv_mqtt_free(c, 1000);
-}
-
 static void test_broker_restart(void **state)
 {
 	struct fv_mqtt *c = client("t-restart", 0), *b;
@@ -767,7 +721,6 @@ int main(void)
 		cmocka_unit_test_setup(test_retained, test_setup),
 		cmocka_unit_test_setup(test_lwt, test_setup),
 		cmocka_unit_test_setup(test_queue_bound, test_setup),
-		cmocka_unit_test_setup(test_queue_backpressure, test_setup),
 		cmocka_unit_test_setup(test_broker_restart, test_setup),
 		cmocka_unit_test_setup(test_broker_down_at_start, test_setup),
 		cmocka_unit_test_setup(test_free_while_disconnected, test_setup),
