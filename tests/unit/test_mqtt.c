@@ -459,71 +459,119 @@ static void test_retained(void **state)
 	fv_mqtt_free(b, 1000);
 }
 
-/* A client with a will dies without DISCONNECT: the broker publishes the
- * will. The dying client is a forked process (forked before this process
- * creates any client, so it inherits no Paho state). */
-static void test_lwt(void **state)
+/* The LWT test's dying client lives in a second process, forked by main()
+ * before this process has any thread: POSIX allows a child of a
+ * multithreaded process only async-signal-safe calls, and qemu-user 7.2
+ * (the arm64 test runs this program under it) aborts as soon as such a
+ * child creates a thread (plugins/core.c: qemu_plugin_vcpu_init_hook). The
+ * peer waits for the broker URI on a pipe, connects with a will, answers
+ * 'y' (or 'n'), waits for a word and _exits without DISCONNECT. */
+static struct {
+	pid_t pid; /* 0 once reaped */
+	int cmd;   /* write end: URI, then the word to die */
+	int ack;   /* read end: 'y' once connected */
+} P;
+
+static const char lwt_will[] = "bye\0binary\x01";
+
+static void lwt_peer(int cmd, int ack)
 {
-	static const char will[] = "bye\0binary\x01";
+	struct fv_mqtt_opts o = { 0 };
+	struct fv_mqtt *c;
+	char uri[sizeof(B.uri)] = { 0 }, ok;
+	size_t n = 0;
+	ssize_t r;
+
+	/* The URI ends with its NUL; EOF first means the test did not run. */
+	while (n < sizeof(uri) && (r = read(cmd, uri + n, 1)) == 1 && uri[n] != '\0')
+		n++;
+	if (n == 0 || n == sizeof(uri) || uri[n] != '\0')
+		_exit(0);
+	o.uri = uri;
+	o.client_id = "t-lwt-child";
+	o.will_topic = "fvtest/will/child";
+	o.will_payload = lwt_will;
+	o.will_len = sizeof(lwt_will);
+	o.will_qos = 1;
+	o.retry_min_s = 1;
+	o.retry_max_s = 2;
+	c = fv_mqtt_new(&o);
+	ok = c && fv_mqtt_start(c) == 0 && wait_event(c, FV_MQTT_EV_CONNECTED, 10000, NULL) ? 'y'
+												: 'n';
+	if (write(ack, &ok, 1) != 1)
+		_exit(2);
+	/* Wait for the test's word, then die without DISCONNECT. */
+	if (read(cmd, &ok, 1) < 0)
+		_exit(3);
+	_exit(0);
+}
+
+static void lwt_peer_fork(void)
+{
 	int to_child[2], to_parent[2];
-	struct fv_mqtt *obs;
-	struct fv_mqtt_msg m = { 0 };
-	char ch = 0;
-	pid_t pid;
-	int st;
 
-	(void)state;
-	assert_int_equal(pipe(to_child), 0);
-	assert_int_equal(pipe(to_parent), 0);
-	pid = fork();
-	assert_true(pid >= 0);
-	if (pid == 0) {
-		struct fv_mqtt_opts o = { 0 };
-		struct fv_mqtt *c;
-		char ok;
-
+	if (pipe(to_child) < 0 || pipe(to_parent) < 0) {
+		perror("test_mqtt: pipe");
+		exit(1);
+	}
+	P.pid = fork();
+	if (P.pid < 0) {
+		perror("test_mqtt: fork");
+		exit(1);
+	}
+	if (P.pid == 0) {
 		close(to_child[1]);
 		close(to_parent[0]);
-		o.uri = B.uri;
-		o.client_id = "t-lwt-child";
-		o.will_topic = "fvtest/will/child";
-		o.will_payload = will;
-		o.will_len = sizeof(will);
-		o.will_qos = 1;
-		o.retry_min_s = 1;
-		o.retry_max_s = 2;
-		c = fv_mqtt_new(&o);
-		ok = c && fv_mqtt_start(c) == 0 && wait_event(c, FV_MQTT_EV_CONNECTED, 10000, NULL)
-			     ? 'y' : 'n';
-		if (write(to_parent[1], &ok, 1) != 1)
-			_exit(2);
-		/* Wait for the parent's word, then die without DISCONNECT. */
-		if (read(to_child[0], &ok, 1) < 0)
-			_exit(3);
-		_exit(0);
+		lwt_peer(to_child[0], to_parent[1]);
 	}
 	close(to_child[0]);
 	close(to_parent[1]);
+	P.cmd = to_child[1];
+	P.ack = to_parent[0];
+}
+
+/* Closing the command pipe ends a peer that is still waiting. */
+static void lwt_peer_reap(void)
+{
+	if (P.cmd >= 0)
+		close(P.cmd);
+	P.cmd = -1;
+	if (P.pid > 0)
+		waitpid(P.pid, NULL, 0);
+	P.pid = 0;
+}
+
+/* A client with a will dies without DISCONNECT: the broker publishes the
+ * will. The dying client is the peer process forked by main(). */
+static void test_lwt(void **state)
+{
+	struct fv_mqtt *obs;
+	struct fv_mqtt_msg m = { 0 };
+	char ch = 0;
+	int st;
+
+	(void)state;
+	assert_true(P.pid > 0);
+	assert_int_equal(write(P.cmd, B.uri, strlen(B.uri) + 1), (ssize_t)strlen(B.uri) + 1);
 
 	obs = client("t-lwt-obs", 0);
 	assert_int_equal(fv_mqtt_subscribe(obs, "fvtest/will/#", 1), 0);
 	assert_int_equal(fv_mqtt_start(obs), 0);
 	assert_true(wait_event(obs, FV_MQTT_EV_CONNECTED, 10000, NULL));
-	assert_int_equal(read(to_parent[0], &ch, 1), 1);
+	assert_int_equal(read(P.ack, &ch, 1), 1);
 	assert_int_equal(ch, 'y');
-	/* The child is connected; nothing on the will topic yet. */
+	/* The peer is connected; nothing on the will topic yet. */
 	assert_int_equal(next_within(obs, 300, &m), FV_MQTT_EV_NONE);
-	assert_int_equal(write(to_child[1], "x", 1), 1);
-	assert_int_equal(waitpid(pid, &st, 0), pid);
+	assert_int_equal(write(P.cmd, "x", 1), 1);
+	assert_int_equal(waitpid(P.pid, &st, 0), P.pid);
+	P.pid = 0;
 	assert_true(WIFEXITED(st) && WEXITSTATUS(st) == 0);
 
 	assert_int_equal(next_within(obs, 10000, &m), FV_MQTT_EV_MESSAGE);
 	assert_string_equal(m.topic, "fvtest/will/child");
-	assert_int_equal(m.len, sizeof(will));
-	assert_memory_equal(m.payload, will, sizeof(will));
+	assert_int_equal(m.len, sizeof(lwt_will));
+	assert_memory_equal(m.payload, lwt_will, sizeof(lwt_will));
 	fv_mqtt_msg_clear(&m);
-	close(to_child[1]);
-	close(to_parent[0]);
 	fv_mqtt_free(obs, 1000);
 }
 
@@ -726,9 +774,14 @@ int main(void)
 		cmocka_unit_test_setup(test_free_while_disconnected, test_setup),
 	};
 
+	int rc;
+
 	signal(SIGPIPE, SIG_IGN);
 	fv_log_setup(FV_LOG_WARNING, "test_mqtt");
+	lwt_peer_fork(); /* first: no thread exists yet */
 	if (getenv("FV_TEST_FILTER")) /* e.g. FV_TEST_FILTER='*restart*' */
 		cmocka_set_test_filter(getenv("FV_TEST_FILTER"));
-	return cmocka_run_group_tests(tests, group_setup, group_teardown);
+	rc = cmocka_run_group_tests(tests, group_setup, group_teardown);
+	lwt_peer_reap();
+	return rc;
 }

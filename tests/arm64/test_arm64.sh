@@ -1,0 +1,45 @@
+#!/usr/bin/env bash
+# Cross-build fedvigil for arm64 with Debian's gcc-aarch64-linux-gnu (in its
+# own build dir, $FV_BINARY_DIR/arm64) and run the unit tests and the fuzz
+# corpus replays under qemu-user. test_mqtt starts the host's mosquitto on
+# loopback, which the emulated client talks to. Label `arm64`: scripts/test
+# runs it in the first pass only. Needs `scripts/deps --arm64`.
+set -euo pipefail
+src=${FV_SOURCE_DIR:?FV_SOURCE_DIR not set (run through ctest)}
+out=${FV_BINARY_DIR:?FV_BINARY_DIR not set (run through ctest)}/arm64
+jobs=${FV_ARM64_JOBS:-2}
+
+missing=()
+command -v aarch64-linux-gnu-gcc >/dev/null || missing+=(gcc-aarch64-linux-gnu)
+command -v qemu-aarch64 >/dev/null || missing+=(qemu-user)
+for pc in libprotobuf-c inih libcjson cmocka libsystemd; do
+	[ -e "/usr/lib/aarch64-linux-gnu/pkgconfig/$pc.pc" ] || missing+=("$pc.pc:arm64")
+done
+[ -e /usr/lib/aarch64-linux-gnu/cmake/eclipse-paho-mqtt-c ] || missing+=(libpaho-mqtt-dev:arm64)
+if [ ${#missing[@]} -gt 0 ]; then
+	echo "test_arm64: missing ${missing[*]}; install them with scripts/deps --arm64" >&2
+	exit 1
+fi
+
+t0=$(date +%s)
+cmake -S "$src" -B "$out" -DCMAKE_TOOLCHAIN_FILE="$src/cmake/aarch64-linux-gnu.cmake" \
+	-DCMAKE_BUILD_TYPE=RelWithDebInfo -DFV_TESTS=ON >/dev/null
+cmake --build "$out" -j"$jobs"
+t1=$(date +%s)
+
+# The programs must really be arm64, not host binaries that would pass anyway.
+for b in fedvigil-agent fedvigil-coordinator tests/test_nn; do
+	machine=$(readelf -h "$out/$b" | sed -n 's/^ *Machine: *//p')
+	if [ "$machine" != "AArch64" ]; then
+		echo "test_arm64: $out/$b is '$machine', not AArch64" >&2
+		exit 1
+	fi
+done
+# The daemons start under emulation and read their example configs.
+qemu-aarch64 "$out/fedvigil-agent" --version
+qemu-aarch64 "$out/fedvigil-agent" -c "$src/deploy/agent.ini" --check-config
+qemu-aarch64 "$out/fedvigil-coordinator" -c "$src/deploy/coordinator.ini" --check-config
+
+ctest --test-dir "$out" -L '^(unit|fuzz)$' --output-on-failure -j"$jobs"
+t2=$(date +%s)
+echo "test_arm64: cross-build $((t1 - t0)) s, tests under qemu-aarch64 $((t2 - t1)) s"
