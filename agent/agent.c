@@ -736,6 +736,7 @@ struct agent *agent_new(const struct agent_config *c)
 	o.client_id = client_id;
 	o.username = c->username[0] ? c->username : NULL;
 	o.password = c->password[0] ? c->password : NULL;
+	fv_mqtt_tls_apply(&a->cfg.tls, &o);
 	o.will_topic = a->t_state;
 	o.will_payload = will;
 	o.will_len = (size_t)wl;

@@ -34,6 +34,7 @@ struct agent_config {
 	char broker[256];           /* broker URI */
 	char username[64];          /* broker user, "" = none */
 	char password[128];         /* broker password, "" = none */
+	char password_file[512];    /* file holding the password, "" = none */
 	int log_level;              /* index into log level names */
 	long long max_model_kb;     /* refuse models needing more memory */
 	char score_log[512];        /* CSV of every window's score, "" = off */
@@ -52,6 +53,8 @@ struct agent_config {
 	double clear_ratio;         /* calm below threshold * clear_ratio */
 	long long clear_n;          /* calm windows in a row to clear */
 	long long top_channels;     /* channels named in an alert */
+	/* [tls] */
+	struct fv_mqtt_tls tls;     /* CA, client certificate, verification */
 	/* [channel.NAME] sections */
 	uint32_t n_channels;
 	struct agent_channel channels[FV_MAX_CHANNELS];

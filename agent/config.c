@@ -13,6 +13,11 @@ static const char *const formats[] = { "number", "json", NULL };
 	{ sec, key, type, def, lo, hi, ch, offsetof(struct agent_config, field),                 \
 	  sizeof(((struct agent_config *)0)->field), help }
 
+/* A key whose value is a secret: --dump-config does not print it. */
+#define KS(sec, key, field, help)                                                                \
+	{ sec, key, FV_CFG_STR, "", 0, 0, NULL, offsetof(struct agent_config, field),             \
+	  sizeof(((struct agent_config *)0)->field), help, FV_CFG_SECRET }
+
 const struct fv_cfg_key agent_cfg_keys[] = {
 	K("agent", "id", FV_CFG_STR, "agent-1", 0, 0, NULL, id,
 	  "agent id, unique in the fleet ([A-Za-z0-9_.-], 1-63 chars)"),
@@ -20,7 +25,10 @@ const struct fv_cfg_key agent_cfg_keys[] = {
 	K("agent", "broker", FV_CFG_STR, "tcp://127.0.0.1:1883", 0, 0, NULL, broker,
 	  "MQTT broker URI"),
 	K("agent", "username", FV_CFG_STR, "", 0, 0, NULL, username, "broker user name"),
-	K("agent", "password", FV_CFG_STR, "", 0, 0, NULL, password, "broker password"),
+	KS("agent", "password", password,
+	   "broker password (prefer password_file: this file is then a secret too)"),
+	K("agent", "password_file", FV_CFG_STR, "", 0, 0, NULL, password_file,
+	  "file holding the broker password (first line; mode 0600); instead of password"),
 	K("agent", "log_level", FV_CFG_ENUM, "info", 0, 0, log_levels, log_level,
 	  "err|warning|notice|info|debug"),
 	K("agent", "max_model_kb", FV_CFG_INT, "65536", 16, 4194304, NULL, max_model_kb,
@@ -52,6 +60,7 @@ const struct fv_cfg_key agent_cfg_keys[] = {
 	  "calm windows in a row that clear an alert"),
 	K("detect", "top_channels", FV_CFG_INT, "3", 1, FV_MAX_CHANNELS, NULL, top_channels,
 	  "channels named in an alert, by share of the error"),
+	FV_MQTT_TLS_KEYS(struct agent_config, tls),
 };
 const size_t agent_cfg_nkeys = FV_ARRAY_SIZE(agent_cfg_keys);
 
@@ -130,6 +139,21 @@ int agent_config_load(struct agent_config *c, const char *path, char *err, size_
 
 int agent_config_check(struct agent_config *c, char *err, size_t errlen)
 {
+	int r;
+
+	r = fv_mqtt_tls_check(&c->tls, c->broker, "agent.broker", err, errlen);
+	if (r < 0)
+		return r;
+	if (c->password_file[0]) {
+		if (c->password[0]) {
+			snprintf(err, errlen, "agent.password and agent.password_file are both set");
+			return -EINVAL;
+		}
+		r = fv_secret_read_line(c->password_file, "agent.password_file", c->password,
+					sizeof(c->password), err, errlen);
+		if (r < 0)
+			return r;
+	}
 	if (!fv_name_valid(c->id)) {
 		snprintf(err, errlen, "agent.id = '%s': must be 1-63 chars of [A-Za-z0-9_.-]", c->id);
 		return -EINVAL;

@@ -15,6 +15,9 @@ static const char *const act_names[] = { "linear", "relu", "tanh", "sigmoid", NU
 #define FIELD(f) offsetof(struct coord_config, f), sizeof(((struct coord_config *)0)->f)
 #define K_STR(sec, key, f, def, help) \
 	{ sec, key, FV_CFG_STR, def, 0, 0, NULL, FIELD(f), help }
+/* A secret: --dump-config does not print it. */
+#define K_SECRET(sec, key, f, help) \
+	{ sec, key, FV_CFG_STR, "", 0, 0, NULL, FIELD(f), help, FV_CFG_SECRET }
 #define K_INT(sec, key, f, def, lo, hi, help) \
 	{ sec, key, FV_CFG_INT, def, lo, hi, NULL, FIELD(f), help }
 #define K_DBL(sec, key, f, def, lo, hi, help) \
@@ -33,7 +36,10 @@ const struct fv_cfg_key coord_cfg_keys[] = {
 	K_STR("coordinator", "broker", broker, "tcp://127.0.0.1:1883",
 	      "MQTT broker URI (tcp://, mqtt://, ssl://)"),
 	K_STR("coordinator", "username", username, "", "MQTT user name (empty: none)"),
-	K_STR("coordinator", "password", password, "", "MQTT password (empty: none)"),
+	K_SECRET("coordinator", "password", password,
+		 "MQTT password (empty: none; prefer password_file)"),
+	K_STR("coordinator", "password_file", password_file, "",
+	      "file holding the MQTT password (first line; mode 0600); instead of password"),
 	K_STR("coordinator", "state_dir", state_dir, "/var/lib/fedvigil",
 	      "directory of coordinator.state (created if missing)"),
 	K_ENUM("coordinator", "log_level", log_level, "info", level_names,
@@ -75,6 +81,8 @@ const struct fv_cfg_key coord_cfg_keys[] = {
 	      "percentile of the merged normal-score histogram"),
 	K_DBL("threshold", "margin", margin, "1.0", 0.1, 100.0,
 	      "alert threshold = percentile score * margin"),
+
+	FV_MQTT_TLS_KEYS(struct coord_config, tls),
 };
 
 const size_t coord_cfg_nkeys = FV_ARRAY_SIZE(coord_cfg_keys);
@@ -106,6 +114,20 @@ int coord_config_finish(struct coord_config *c, char *err, size_t errlen)
 	if (!c->broker[0]) {
 		snprintf(err, errlen, "coordinator.broker is empty");
 		return -EINVAL;
+	}
+	r = fv_mqtt_tls_check(&c->tls, c->broker, "coordinator.broker", err, errlen);
+	if (r < 0)
+		return r;
+	if (c->password_file[0]) {
+		if (c->password[0]) {
+			snprintf(err, errlen,
+				 "coordinator.password and coordinator.password_file are both set");
+			return -EINVAL;
+		}
+		r = fv_secret_read_line(c->password_file, "coordinator.password_file", c->password,
+					sizeof(c->password), err, errlen);
+		if (r < 0)
+			return r;
 	}
 	if (!c->state_dir[0]) {
 		snprintf(err, errlen, "coordinator.state_dir is empty");

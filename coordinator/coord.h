@@ -8,6 +8,7 @@
 #include <stdio.h>
 
 #include "fedvigil/cfg.h"
+#include "fedvigil/mqtt.h"
 #include "fedvigil/nn.h"
 #include "fedvigil/util.h"
 #include "fedvigil/wire.h"
@@ -28,6 +29,7 @@ struct coord_config {
 	char broker[256];            /* broker URI */
 	char username[128];          /* "" = none */
 	char password[128];          /* "" = none */
+	char password_file[512];     /* file holding the password, "" = none */
 	char state_dir[512];         /* directory of coordinator.state */
 	int log_level;               /* index into "err|warning|notice|info|debug" */
 	/* [model] */
@@ -53,6 +55,8 @@ struct coord_config {
 	/* [threshold] */
 	double percentile;           /* of merged normal scores, 50..100 */
 	double margin;               /* threshold = quantile * margin */
+	/* [tls] */
+	struct fv_mqtt_tls tls;      /* CA, client certificate, verification */
 
 	/* Derived by coord_config_finish(), not keys. */
 	struct fv_model_spec spec;   /* autoencoder built from [model] */

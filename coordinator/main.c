@@ -255,6 +255,7 @@ static int run(const struct coord_config *cfg, bool reset)
 	mo.client_id = client_id;
 	mo.username = cfg->username[0] ? cfg->username : NULL;
 	mo.password = cfg->password[0] ? cfg->password : NULL;
+	fv_mqtt_tls_apply(&cfg->tls, &mo);
 	mo.will_topic = will;
 	mo.will_payload = offline;
 	mo.will_len = strlen(offline);

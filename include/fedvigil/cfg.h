@@ -18,6 +18,9 @@ enum fv_cfg_type {
 	FV_CFG_ENUM,   /* int: index into choices */
 };
 
+/* Key flags. */
+#define FV_CFG_SECRET (1u << 0) /* a password: never printed by fv_cfg_dump */
+
 struct fv_cfg_key {
 	const char *section;       /* INI section, e.g. "round" */
 	const char *name;          /* key, e.g. "deadline_ms" */
@@ -28,6 +31,7 @@ struct fv_cfg_key {
 	size_t offset;             /* offsetof(struct ..., field) */
 	size_t size;               /* sizeof the field (STR: buffer size) */
 	const char *help;          /* one line */
+	unsigned flags;            /* FV_CFG_* flags above */
 };
 
 /* Sections not in the table (e.g. "channel.temp") go to this callback;
@@ -52,7 +56,8 @@ int fv_cfg_set(const struct fv_cfg_key *tab, size_t n, void *obj, const char *do
 /* Print two lines per key: "  section.name  (type range, default X)" and
  * the help text indented below it. */
 void fv_cfg_print_help(const struct fv_cfg_key *tab, size_t n, FILE *out);
-/* Print the effective configuration as an INI file. */
+/* Print the effective configuration as an INI file. A non-empty
+ * FV_CFG_SECRET value is replaced by a comment line saying that it is set. */
 void fv_cfg_dump(const struct fv_cfg_key *tab, size_t n, const void *obj, FILE *out);
 
 #endif

@@ -13,6 +13,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "fedvigil/cfg.h"
+
 struct fv_mqtt_opts {
 	const char *uri;          /* "tcp://127.0.0.1:1883" (also mqtt://, ssl://) */
 	const char *client_id;    /* unique per broker */
@@ -31,6 +33,18 @@ struct fv_mqtt_opts {
 				   * default 32 MiB */
 	int offline_buffer;       /* publishes buffered while disconnected,
 				   * default 1000 */
+	/* TLS: used with ssl://, mqtts:// and wss:// URIs, and an error
+	 * (-EINVAL) with any other scheme, so that a TLS setup never
+	 * silently falls back to plain TCP. */
+	const char *ca_file;      /* PEM CA certificates to trust; NULL = the
+				   * system's default store */
+	const char *ca_path;      /* directory of hashed CA certificates, or NULL */
+	const char *cert_file;    /* client certificate chain (PEM), or NULL */
+	const char *key_file;     /* its private key (PEM), or NULL when it is in
+				   * cert_file; must not be readable by group or
+				   * others (-EPERM, logged) */
+	bool insecure;            /* do not verify the broker's certificate and
+				   * host name (encryption only; logged) */
 };
 
 /* One inbound message; owned by the caller after fv_mqtt_next(). */
@@ -63,8 +77,10 @@ struct fv_mqtt_stats {
 
 struct fv_mqtt;
 
-/* Create a client (no network yet). NULL on bad options or -ENOMEM; the
- * reason is logged. Caller owns it; free with fv_mqtt_free(). */
+/* Create a client (no network yet). NULL on bad options (including a TLS
+ * option with a non-TLS URI, or a private key readable by group/others) or
+ * out of memory; the reason is logged. Caller owns it; free with
+ * fv_mqtt_free(). */
 struct fv_mqtt *fv_mqtt_new(const struct fv_mqtt_opts *o);
 /* Stop (disconnecting within timeout_ms when connected) and free. NULL-safe. */
 void fv_mqtt_free(struct fv_mqtt *c, int timeout_ms);
@@ -93,10 +109,49 @@ int fv_mqtt_fd(const struct fv_mqtt *c);
  * messages in arrival order. ret_msg is filled for FV_MQTT_EV_MESSAGE. */
 enum fv_mqtt_event fv_mqtt_next(struct fv_mqtt *c, struct fv_mqtt_msg *ret_msg);
 void fv_mqtt_get_stats(const struct fv_mqtt *c, struct fv_mqtt_stats *ret);
+/* True for URIs that connect with TLS (ssl://, mqtts://, wss://). */
+bool fv_mqtt_uri_is_tls(const char *uri);
 
 /* Disconnect cleanly (no LWT), waiting up to timeout_ms for in-flight
  * publishes; stops reconnecting. 0, -ENOTCONN when not connected (returns
  * at once), -ETIMEDOUT when publishes were still unacknowledged. */
 int fv_mqtt_disconnect(struct fv_mqtt *c, int timeout_ms);
+
+/* ---- [tls] configuration of the daemons (tls.c) ---- */
+
+/* The [tls] section: one definition for every program. */
+struct fv_mqtt_tls {
+	char ca_file[512];   /* CA certificates (PEM); "" = system store */
+	char cert_file[512]; /* client certificate (PEM); "" = none */
+	char key_file[512];  /* its private key (PEM, mode 0600); "" = in cert_file */
+	bool verify;         /* verify the broker's certificate and host name */
+};
+
+/* The [tls] entries of a key table, for a config struct `type` whose
+ * member `m` is a struct fv_mqtt_tls. */
+#define FV_MQTT_TLS_KEY(name, type, m, f, ctype, def, help)                                   \
+	{ "tls", name, ctype, def, 0, 0, NULL, offsetof(type, m.f), sizeof(((type *)0)->m.f), help }
+#define FV_MQTT_TLS_KEYS(type, m)                                                             \
+	FV_MQTT_TLS_KEY("ca_file", type, m, ca_file, FV_CFG_STR, "",                            \
+			"CA certificates (PEM) that sign the broker's certificate; empty: the "  \
+			"system's store (TLS needs an ssl:// broker URI)"),                      \
+	FV_MQTT_TLS_KEY("cert_file", type, m, cert_file, FV_CFG_STR, "",                        \
+			"client certificate (PEM) for brokers that authenticate by certificate " \
+			"(empty: none)"),                                                          \
+	FV_MQTT_TLS_KEY("key_file", type, m, key_file, FV_CFG_STR, "",                          \
+			"private key (PEM) of cert_file, mode 0600 (empty: in cert_file)"),      \
+	FV_MQTT_TLS_KEY("verify", type, m, verify, FV_CFG_BOOL, "true",                         \
+			"verify the broker's certificate and host name (false: encryption only, " \
+			"for tests)")
+
+/* Cross-check [tls] with the broker URI: a TLS setting needs a TLS URI, a
+ * key needs a certificate, and the private key must not be accessible by
+ * group or others. broker_key names the URI's key in messages. 0, or
+ * -EINVAL / -EPERM / -errno with the reason in err. */
+int fv_mqtt_tls_check(const struct fv_mqtt_tls *t, const char *uri, const char *broker_key,
+		      char *err, size_t errlen);
+/* Point o's TLS fields at t's strings (borrowed: t must outlive
+ * fv_mqtt_new()). */
+void fv_mqtt_tls_apply(const struct fv_mqtt_tls *t, struct fv_mqtt_opts *o);
 
 #endif

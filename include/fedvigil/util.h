@@ -20,6 +20,7 @@
  *   -ESTALE   old round / version     -EXDEV    foreign fleet
  *   -EDOM     wrong shape (sizes do not match the model)
  *   -EALREADY duplicate               -EPERM    sender not selected
+ *   -ENOKEY   unsigned (a key is configured) -EKEYREJECTED bad signature
  * fv_strerror() gives our wording for these and strerror() for the rest. */
 const char *fv_strerror(int err);
 
@@ -95,6 +96,26 @@ int fv_file_write_atomic(const char *path, const void *buf, size_t len);
 /* Read a whole file of at most max_len bytes. *ret_buf is malloc'd and owned
  * by the caller. -E2BIG if larger, -errno on I/O errors. */
 int fv_file_read(const char *path, size_t max_len, void **ret_buf, size_t *ret_len);
+
+/* ---- secrets (secret.c) ---- */
+/* Check that path is a regular file that neither group nor others may
+ * read or write (a private key, a password file); `what` names it in the
+ * message. 0; -EPERM with "<what> <path> is readable by group or others
+ * (mode 0644); chmod 600 it" in err; or -errno ("cannot open") when it
+ * cannot be examined. */
+int fv_file_check_private(const char *path, const char *what, char *err, size_t errlen);
+/* Read a secret from a private file (checked as above, on the open file):
+ * at most max_len bytes, malloc'd into *ret_buf (NUL-terminated, owned by
+ * the caller: wipe with fv_secret_free). 0 or -errno with err. */
+int fv_secret_read(const char *path, const char *what, size_t max_len, char **ret_buf,
+		   size_t *ret_len, char *err, size_t errlen);
+/* Read a one-line secret (a password file of at most 4 KiB: the first
+ * line, without its line end) into buf. -E2BIG when longer than size - 1, -ENODATA when
+ * empty, or as fv_secret_read(). buf is untouched on failure. */
+int fv_secret_read_line(const char *path, const char *what, char *buf, size_t size, char *err,
+			size_t errlen);
+/* Zero len bytes of buf and free it. NULL-safe. */
+void fv_secret_free(void *buf, size_t len);
 
 /* ---- strings ---- */
 /* strlcpy semantics: always NUL-terminates; returns -E2BIG if truncated. */

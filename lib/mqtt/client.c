@@ -1,4 +1,5 @@
-/* fedvigil MQTT client over the Paho asynchronous C client (paho-mqtt3a).
+/* fedvigil MQTT client over the Paho asynchronous C client, in its TLS
+ * build (paho-mqtt3as: the same API, plus ssl://, mqtts:// and wss://).
  *
  * Threads: Paho runs its own send and receive threads and calls us back on
  * them (message arrived, connected, connection lost, per-command success
@@ -28,7 +29,14 @@
  * flight when the connection drops are failed there and then (not resent);
  * publishes still buffered, never sent, are kept and sent later. On
  * MQTTAsync_destroy() the copies of never-sent buffered publishes leak
- * (LeakSanitizer reports them at exit). */
+ * (LeakSanitizer reports them at exit).
+ *
+ * TLS: Paho verifies the broker's chain against ca_file / ca_path (or the
+ * system store) when enableServerCertAuth is set, and its host name (or IP
+ * address) against the certificate when `verify` is set; we set both unless
+ * the owner asked for `insecure`. OpenSSL's reasons for a failed handshake
+ * reach us through ssl_error_cb and are logged (rate-limited: Paho retries
+ * every few seconds). */
 #include "fedvigil/mqtt.h"
 #include "fedvigil/util.h"
 
@@ -86,6 +94,12 @@ struct fv_mqtt {
 	uint32_t queue_max;     /* inbound message queue bound */
 	size_t max_payload;     /* inbound payload bound */
 	int offline_buffer;     /* Paho's maxBufferedMessages */
+	bool tls;               /* URI scheme is ssl://, mqtts:// or wss:// */
+	bool insecure;          /* TLS without verifying the broker */
+	char *ca_file;          /* owned; NULL = system store */
+	char *ca_path;          /* owned; NULL = none */
+	char *cert_file;        /* owned; NULL = no client certificate */
+	char *key_file;         /* owned; NULL = key in cert_file (or none) */
 	int efd;                /* eventfd: readable while events pending */
 	enum life life;         /* owner's view of the life cycle */
 
@@ -109,6 +123,7 @@ struct fv_mqtt {
 	uint64_t dropped_big;   /* dropped: over max_payload */
 	uint64_t reconnects;    /* connects after the first */
 	uint64_t events_dropped; /* oldest connection events overwritten */
+	struct fv_ratelimit rl_tls; /* bounds OpenSSL error lines */
 
 	/* Owner's thread only (fv_mqtt_publish). */
 	uint64_t published;     /* publishes accepted by Paho */
@@ -239,6 +254,25 @@ static bool filter_valid(const char *f)
 	return true;
 }
 
+bool fv_mqtt_uri_is_tls(const char *uri)
+{
+	return uri && (strncmp(uri, "ssl://", 6) == 0 || strncmp(uri, "mqtts://", 8) == 0 ||
+		       strncmp(uri, "wss://", 6) == 0);
+}
+
+/* The host part of a URI is a loopback address (no eavesdropper on the
+ * wire, so a plain-text password is not worth a warning). */
+static bool uri_is_loopback(const char *uri)
+{
+	const char *h = strstr(uri, "://");
+
+	if (!h)
+		return false;
+	h += 3;
+	return strncmp(h, "127.", 4) == 0 || strncmp(h, "localhost", 9) == 0 ||
+	       strncmp(h, "[::1]", 5) == 0;
+}
+
 static bool uri_valid(const char *uri)
 {
 	static const char *const schemes[] = { "tcp://", "mqtt://", "ssl://", "mqtts://",
@@ -254,6 +288,24 @@ static bool uri_valid(const char *uri)
 }
 
 /* ---- Paho callbacks (Paho's threads) ---- */
+
+/* OpenSSL's error queue, one line per call, during a failed handshake. */
+static int on_ssl_error(const char *str, size_t len, void *ctx)
+{
+	struct fv_mqtt *c = ctx;
+	uint64_t sup = 0;
+	bool ok;
+
+	pthread_mutex_lock(&c->lock);
+	ok = fv_ratelimit_ok(&c->rl_tls, &sup);
+	pthread_mutex_unlock(&c->lock);
+	while (len > 0 && (str[len - 1] == '\n' || str[len - 1] == '\r'))
+		len--;
+	if (ok)
+		fv_log(FV_LOG_WARNING, "mqtt: TLS with %s: %.*s", c->uri, (int)FV_MIN(len, 400),
+		       str);
+	return 1;
+}
 
 static void on_sub_failure(void *ctx, MQTTAsync_failureData *d)
 {
@@ -461,6 +513,54 @@ void fv_mqtt_msg_clear(struct fv_mqtt_msg *m)
 	memset(m, 0, sizeof(*m));
 }
 
+static bool given(const char *s)
+{
+	return s && s[0];
+}
+
+/* TLS options: only with a TLS URI; a private key must be private. */
+static int setup_tls(struct fv_mqtt *c, const struct fv_mqtt_opts *o)
+{
+	bool oom = false;
+	char err[512];
+
+	c->tls = fv_mqtt_uri_is_tls(o->uri);
+	if (!c->tls) {
+		if (given(o->ca_file) || given(o->ca_path) || given(o->cert_file) ||
+		    given(o->key_file) || o->insecure) {
+			fv_log(FV_LOG_ERR, "mqtt: TLS options are set but the broker URI %s is not "
+			       "ssl://, mqtts:// or wss://; refusing to connect without TLS", o->uri);
+			return -EINVAL;
+		}
+		if (given(o->password) && !uri_is_loopback(o->uri))
+			fv_log(FV_LOG_WARNING, "mqtt: the password for %s is sent unencrypted "
+			       "(use ssl:// with TLS)", o->uri);
+		return 0;
+	}
+	if (given(o->key_file) && !given(o->cert_file)) {
+		fv_log(FV_LOG_ERR, "mqtt: a TLS key file without a certificate file");
+		return -EINVAL;
+	}
+	/* Without key_file, Paho reads the key from cert_file. */
+	if (given(o->key_file) || given(o->cert_file)) {
+		const char *key = given(o->key_file) ? o->key_file : o->cert_file;
+
+		if (fv_file_check_private(key, "TLS private key", err, sizeof(err)) < 0) {
+			fv_log(FV_LOG_ERR, "mqtt: %s", err);
+			return -EPERM;
+		}
+	}
+	c->insecure = o->insecure;
+	if (c->insecure)
+		fv_log(FV_LOG_WARNING, "mqtt: TLS to %s without verifying the broker's certificate "
+		       "(anyone on the path can impersonate it)", o->uri);
+	c->ca_file = given(o->ca_file) ? dup_or_null(o->ca_file, &oom) : NULL;
+	c->ca_path = given(o->ca_path) ? dup_or_null(o->ca_path, &oom) : NULL;
+	c->cert_file = given(o->cert_file) ? dup_or_null(o->cert_file, &oom) : NULL;
+	c->key_file = given(o->key_file) ? dup_or_null(o->key_file, &oom) : NULL;
+	return oom ? -ENOMEM : 0;
+}
+
 /* Copy and check the options into c; -EINVAL / -ENOMEM with a logged
  * reason. */
 static int setup_opts(struct fv_mqtt *c, const struct fv_mqtt_opts *o)
@@ -521,7 +621,9 @@ static int setup_opts(struct fv_mqtt *c, const struct fv_mqtt_opts *o)
 	c->username = dup_or_null(o->username, &oom);
 	c->password = dup_or_null(o->password, &oom);
 	c->will_topic = dup_or_null(o->will_topic, &oom);
-	return oom ? -ENOMEM : 0;
+	if (oom)
+		return -ENOMEM;
+	return setup_tls(c, o);
 }
 
 struct fv_mqtt *fv_mqtt_new(const struct fv_mqtt_opts *o)
@@ -544,6 +646,7 @@ struct fv_mqtt *fv_mqtt_new(const struct fv_mqtt_opts *o)
 	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
 	pthread_cond_init(&c->cond, &ca);
 	pthread_condattr_destroy(&ca);
+	c->rl_tls = (struct fv_ratelimit)FV_RATELIMIT_INIT(60000, 10);
 	r = setup_opts(c, o);
 	if (r == -ENOMEM)
 		goto oom;
@@ -572,7 +675,7 @@ struct fv_mqtt *fv_mqtt_new(const struct fv_mqtt_opts *o)
 		c->h = NULL;
 		fv_log(FV_LOG_ERR, "mqtt: cannot create a client for %s: %s%s", c->uri,
 		       MQTTAsync_strerror(r),
-		       r == MQTTASYNC_BAD_PROTOCOL ? " (TLS needs Paho's paho-mqtt3as)" : "");
+		       r == MQTTASYNC_BAD_PROTOCOL ? " (unknown scheme, or Paho without TLS)" : "");
 		goto fail;
 	}
 	r = MQTTAsync_setCallbacks(c->h, c, on_connection_lost, on_message, NULL);
@@ -625,6 +728,10 @@ void fv_mqtt_free(struct fv_mqtt *c, int timeout_ms)
 	}
 	free(c->will_topic);
 	free(c->will_payload);
+	free(c->ca_file);
+	free(c->ca_path);
+	free(c->cert_file);
+	free(c->key_file);
 	free(c);
 }
 
@@ -632,6 +739,7 @@ int fv_mqtt_start(struct fv_mqtt *c)
 {
 	MQTTAsync_connectOptions co = MQTTAsync_connectOptions_initializer;
 	MQTTAsync_willOptions wo = MQTTAsync_willOptions_initializer;
+	MQTTAsync_SSLOptions so = MQTTAsync_SSLOptions_initializer;
 	int rc;
 
 	if (!c)
@@ -659,6 +767,21 @@ int fv_mqtt_start(struct fv_mqtt *c)
 		wo.qos = c->will_qos;
 		wo.retained = c->will_retain;
 		co.will = &wo;
+	}
+	if (c->tls) {
+		/* Paho copies these at connect (and keeps them for reconnects). */
+		so.trustStore = c->ca_file;
+		so.CApath = c->ca_path;
+		so.keyStore = c->cert_file;
+		so.privateKey = c->key_file;
+		so.enableServerCertAuth = !c->insecure;
+		so.verify = !c->insecure;
+		/* Paho 1.3.12 ignores sslVersion with OpenSSL >= 1.1 (TLS_client_method);
+		 * Debian's OpenSSL configuration sets the floor at TLS 1.2. */
+		so.sslVersion = MQTT_SSL_VERSION_DEFAULT;
+		so.ssl_error_cb = on_ssl_error;
+		so.ssl_error_context = c;
+		co.ssl = &so;
 	}
 	rc = MQTTAsync_connect(c->h, &co);
 	if (rc != MQTTASYNC_SUCCESS) {

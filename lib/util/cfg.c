@@ -576,6 +576,13 @@ void fv_cfg_dump(const struct fv_cfg_key *tab, size_t n, const void *obj, FILE *
 			if (strcmp(tab[j].section, tab[i].section) != 0)
 				continue;
 			value_text(&tab[j], obj, val, sizeof(val));
+			/* Secrets never reach the output, not even their length;
+			 * as a comment the dump still reads back as a file. */
+			if ((tab[j].flags & FV_CFG_SECRET) && val[0]) {
+				explicit_bzero(val, sizeof(val));
+				fprintf(out, "; %s = (set, not shown)\n", tab[j].name);
+				continue;
+			}
 			fprintf(out, "%s = %s\n", tab[j].name, val);
 		}
 	}

@@ -27,6 +27,8 @@ const char *fv_strerror(int err)
 	case EALREADY: return "duplicate";
 	case EPERM: return "not selected / not permitted";
 	case ENODATA: return "no data";
+	case ENOKEY: return "not signed";
+	case EKEYREJECTED: return "bad signature";
 	default: return strerror(err);
 	}
 }

@@ -117,6 +117,39 @@ fv_broker_start() {
 	fv_fail "mosquitto did not accept connections on port $port within 10 s"
 }
 
+# fv_broker_start_conf CONF PORT...: run mosquitto with the config file
+# CONF, which listens on every PORT given (TLS listeners, say). Sets
+# FV_BROKER_PID and FV_BROKER_PORT (the first port); returns once every port
+# accepts TCP connections (10 s max). Run as root, mosquitto drops to the
+# user "mosquitto", which cannot read $FV_TMP: CONF should say `user $(id -un)`.
+fv_broker_start_conf() {
+	local conf=$1 mosq p i up
+	shift
+	mosq=$(command -v mosquitto || true)
+	for d in /usr/sbin /usr/local/sbin /sbin; do
+		[ -z "$mosq" ] && [ -x "$d/mosquitto" ] && mosq=$d/mosquitto
+	done
+	[ -n "$mosq" ] || fv_skip "mosquitto is not installed"
+	[ -z "$FV_BROKER_PID" ] || fv_fail "fv_broker_start_conf: a broker is already running (PID $FV_BROKER_PID)"
+	"$mosq" -c "$conf" >>"$FV_TMP/mosquitto.out" 2>&1 &
+	FV_BROKER_PID=$!
+	FV_BROKER_PORT=$1
+	export FV_BROKER_PID FV_BROKER_PORT
+	for i in $(seq 1 100); do
+		if ! kill -0 "$FV_BROKER_PID" 2>/dev/null; then
+			wait "$FV_BROKER_PID" 2>/dev/null || true
+			FV_BROKER_PID=
+			tail -5 "$FV_TMP/mosquitto.out" >&2 2>/dev/null || true
+			fv_fail "mosquitto exited at start with $conf"
+		fi
+		up=1
+		for p in "$@"; do fv__port_accepts "$p" || up=0; done
+		[ "$up" = 1 ] && return 0
+		sleep 0.1
+	done
+	fv_fail "mosquitto did not accept connections on ports $* within 10 s"
+}
+
 # fv_broker_stop: stop the broker started by fv_broker_start (TERM, then
 # KILL after 5 s) and wait for it. FV_BROKER_PORT is kept, so
 # `fv_broker_start "$FV_BROKER_PORT"` restarts it on the same port.

@@ -86,6 +86,64 @@ bool fv_cli_prefix_valid(const char *s)
 	return *s && strlen(s) < 200 && !strpbrk(s, "+#") && s[strlen(s) - 1] != '/';
 }
 
+void fv_cli_mqtt_init(struct fv_cli_mqtt *m)
+{
+	memset(m, 0, sizeof(*m));
+	m->tls.verify = true;
+}
+
+static int set_path(char *dst, size_t size, const char *flag, const char *arg)
+{
+	if (!arg[0] || fv_strlcpy(dst, arg, size) < 0)
+		return fv_cli_usage_error("%s: '%s' is empty or too long (max %zu characters)", flag,
+					  arg, size - 1);
+	return 1;
+}
+
+int fv_cli_mqtt_option(struct fv_cli_mqtt *m, int opt, const char *arg)
+{
+	switch (opt) {
+	case FV_CLI_OPT_USERNAME:
+		m->username = arg;
+		return 1;
+	case FV_CLI_OPT_PASSWORD_FILE:
+		m->password_file = arg;
+		return 1;
+	case FV_CLI_OPT_CAFILE:
+		return set_path(m->tls.ca_file, sizeof(m->tls.ca_file), "--cafile", arg);
+	case FV_CLI_OPT_CERT:
+		return set_path(m->tls.cert_file, sizeof(m->tls.cert_file), "--cert", arg);
+	case FV_CLI_OPT_KEY:
+		return set_path(m->tls.key_file, sizeof(m->tls.key_file), "--key", arg);
+	case FV_CLI_OPT_INSECURE:
+		m->tls.verify = false;
+		return 1;
+	default:
+		return 0;
+	}
+}
+
+int fv_cli_mqtt_apply(struct fv_cli_mqtt *m, const char *broker, struct fv_mqtt_opts *o)
+{
+	char err[600];
+
+	if (fv_mqtt_tls_check(&m->tls, broker, "--broker", err, sizeof(err)) < 0) {
+		/* Name our flags rather than the daemons' keys. */
+		fprintf(stderr, "%s: %s\n", prog, err);
+		return 2;
+	}
+	if (m->password_file &&
+	    fv_secret_read_line(m->password_file, "--password-file", m->password,
+				sizeof(m->password), err, sizeof(err)) < 0) {
+		fprintf(stderr, "%s: %s\n", prog, err);
+		return 2;
+	}
+	o->username = m->username;
+	o->password = m->password[0] ? m->password : NULL;
+	fv_mqtt_tls_apply(&m->tls, o);
+	return 0;
+}
+
 void fv_cli_drain(struct fv_mqtt *c)
 {
 	struct fv_mqtt_msg msg;

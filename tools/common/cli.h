@@ -29,6 +29,51 @@ bool fv_cli_broker_valid(const char *s);
 /* A topic prefix: non-empty, < 200 chars, no wildcards, no trailing '/'. */
 bool fv_cli_prefix_valid(const char *s);
 
+/* ---- broker authentication and TLS, shared by the tools that connect ----
+ * Add FV_CLI_MQTT_LONGOPTS to the getopt_long table, FV_CLI_MQTT_HELP to
+ * the usage text, try fv_cli_mqtt_option() in the `default:` branch, and
+ * call fv_cli_mqtt_apply() before fv_mqtt_new(). No password on the
+ * command line (ps shows it to every user): only a password file. */
+enum {
+	FV_CLI_OPT_USERNAME = 0x4000,
+	FV_CLI_OPT_PASSWORD_FILE,
+	FV_CLI_OPT_CAFILE,
+	FV_CLI_OPT_CERT,
+	FV_CLI_OPT_KEY,
+	FV_CLI_OPT_INSECURE,
+};
+#define FV_CLI_MQTT_LONGOPTS                                                        \
+	{ "username", required_argument, NULL, FV_CLI_OPT_USERNAME },                \
+	{ "password-file", required_argument, NULL, FV_CLI_OPT_PASSWORD_FILE },      \
+	{ "cafile", required_argument, NULL, FV_CLI_OPT_CAFILE },                    \
+	{ "cert", required_argument, NULL, FV_CLI_OPT_CERT },                        \
+	{ "key", required_argument, NULL, FV_CLI_OPT_KEY },                          \
+	{ "insecure", no_argument, NULL, FV_CLI_OPT_INSECURE }
+#define FV_CLI_MQTT_HELP                                                                    \
+	"      --username NAME      broker user name\n"                                        \
+	"      --password-file F    broker password: first line of F (mode 0600)\n"           \
+	"      --cafile F           TLS (ssl:// broker): CA certificates, PEM (default:\n"    \
+	"                           the system's store)\n"                                    \
+	"      --cert F, --key F    TLS client certificate and its private key (0600)\n"     \
+	"      --insecure           TLS without verifying the broker (tests only)\n"
+
+/* The options above, as given. */
+struct fv_cli_mqtt {
+	const char *username;      /* NULL = none */
+	const char *password_file; /* NULL = no password */
+	struct fv_mqtt_tls tls;    /* [tls] equivalent */
+	char password[256];        /* read by fv_cli_mqtt_apply() */
+};
+/* Initialise m (verify on, nothing else set). */
+void fv_cli_mqtt_init(struct fv_cli_mqtt *m);
+/* Take option opt (a getopt_long value) with argument arg: 1 when it was
+ * one of ours, 0 when not, 2 after printing a usage error. */
+int fv_cli_mqtt_option(struct fv_cli_mqtt *m, int opt, const char *arg);
+/* Check the options against the broker URI, read the password file and
+ * point o's fields at m's (m must outlive the client). 0, or 2 after
+ * printing the reason. */
+int fv_cli_mqtt_apply(struct fv_cli_mqtt *m, const char *broker, struct fv_mqtt_opts *o);
+
 /* Take and discard pending client events (the client logs them itself). */
 void fv_cli_drain(struct fv_mqtt *c);
 void fv_cli_sleep_ms(int ms);

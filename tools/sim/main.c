@@ -29,6 +29,7 @@ static void on_signal(int sig)
 /* Command-line options, defaults as documented. */
 struct opts {
 	const char *broker;       /* MQTT URI */
+	struct fv_cli_mqtt mqtt;  /* authentication and TLS */
 	const char *prefix;       /* topic prefix */
 	int machines;             /* number of machines */
 	int64_t period_ms;        /* simulated time per sample */
@@ -70,6 +71,7 @@ static void usage(FILE *f)
 		"      --qos N              publish QoS 0, 1 or 2 (default 1)\n"
 		"      --connect-timeout S  give up when the broker is unreachable (default 10)\n"
 		"  -q, --quiet              do not print a line per fault onset\n"
+		FV_CLI_MQTT_HELP
 		"  -h, --help               show this help\n"
 		"  -V, --version            show the version\n"
 		"\n"
@@ -106,12 +108,15 @@ static int parse_args(int argc, char **argv, struct opts *o)
 		{ "qos", required_argument, NULL, OPT_QOS },
 		{ "connect-timeout", required_argument, NULL, OPT_CONNECT_TIMEOUT },
 		{ "quiet", no_argument, NULL, 'q' },
+		FV_CLI_MQTT_LONGOPTS,
 		{ "help", no_argument, NULL, 'h' },
 		{ "version", no_argument, NULL, 'V' },
 		{ 0 },
 	};
 	long long v;
-	int c;
+	int c, r;
+
+	fv_cli_mqtt_init(&o->mqtt);
 
 	opterr = 0;
 	while ((c = getopt_long(argc, argv, ":b:p:m:d:f:s:t:qhV", longopts, NULL)) != -1) {
@@ -203,6 +208,11 @@ static int parse_args(int argc, char **argv, struct opts *o)
 		case ':':
 			return fv_cli_usage_error("%s needs a value", argv[optind - 1]);
 		default:
+			r = fv_cli_mqtt_option(&o->mqtt, c, optarg);
+			if (r == 1)
+				break;
+			if (r == 2)
+				return 2;
 			if (optopt)
 				return fv_cli_usage_error("unknown option '-%c'", optopt);
 			return fv_cli_usage_error("unknown option '%s'", argv[optind - 1]);
@@ -299,6 +309,11 @@ int main(int argc, char **argv)
 	mo.uri = o.broker;
 	mo.client_id = client_id;
 	mo.offline_buffer = 10000;
+	r = fv_cli_mqtt_apply(&o.mqtt, o.broker, &mo);
+	if (r) {
+		rc = r;
+		goto out;
+	}
 	mq = fv_mqtt_new(&mo);
 	if (!mq) {
 		rc = 1; /* reason logged by the client */
