@@ -9,7 +9,11 @@ trap 'rc=$?; [ $rc -ne 0 ] && [ $rc -ne 77 ] && fleet_dump_logs; fv_cleanup; exi
 A="$FV_BIN/fedvigil-agent"
 
 "$A" --version | grep -Eq '^fedvigil-agent [0-9]+\.[0-9]+\.[0-9]+' || fv_fail "--version"
-"$A" --help | grep -q 'ingest.period_ms' || fv_fail "--help does not list the keys"
+# (through a file: `| grep -q` may close the pipe while --help, over 4 KiB,
+# is still writing, and pipefail then reports the SIGPIPE)
+"$A" --help >"$FV_TMP/help.txt" || fv_fail "--help failed"
+grep -q 'ingest.period_ms' "$FV_TMP/help.txt" || fv_fail "--help does not list the keys"
+grep -q 'tls.key_file' "$FV_TMP/help.txt" || fv_fail "--help does not list the [tls] keys"
 
 # A bad value names the file, the line, the key and the range; exit 2.
 cat > "$FV_TMP/bad.ini" <<'CONF'
