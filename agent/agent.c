@@ -12,7 +12,6 @@
 #include "fedvigil/version.h"
 
 #define MAX_TICKS_PER_MSG 100000
-#define TRAIN_MAX_BATCH 1024
 #define MAX_EPOCHS 1000
 #define PENDING_RETRY_MS 250
 
@@ -210,12 +209,29 @@ static int adopt_model(struct agent *a, struct fv_global *g)
 		       g->version, g->n_channels, C);
 		return -EDOM;
 	}
-	need = fv_model_spec_bytes(&g->spec, TRAIN_MAX_BATCH) +
-	       fv_model_spec_bytes(&g->spec, 1);
+	/* The budget: the scorer kept for every window plus the trainer a
+	 * round builds at the largest batch this agent accepts. */
+	struct fv_model_mem ms, mt;
+	uint32_t mb = (uint32_t)a->cfg.max_batch;
+
+	if (fv_model_spec_mem(&g->spec, 1, false, &ms) < 0 ||
+	    fv_model_spec_mem(&g->spec, mb, true, &mt) < 0) {
+		fv_log(FV_LOG_ERR, "model v%" PRIu64 " refused: its size overflows", g->version);
+		return -E2BIG;
+	}
+	need = ms.total + mt.total;
 	if (need > (size_t)a->cfg.max_model_kb * 1024) {
+		char shape[160];
+
+		fv_model_spec_format(&g->spec, shape, sizeof(shape));
 		fv_log(FV_LOG_ERR,
-		       "model v%" PRIu64 " refused: it needs %zu KiB, agent.max_model_kb is %lld",
-		       g->version, need / 1024, a->cfg.max_model_kb);
+		       "model v%" PRIu64 " (%s) refused: it needs %zu bytes (%zu KiB), "
+		       "agent.max_model_kb is %lld KiB (%lld bytes); scoring: parameters %zu + "
+		       "activations %zu bytes; training at agent.max_batch %u: parameters %zu + "
+		       "gradients %zu + optimizer %zu + activations %zu bytes",
+		       g->version, shape, need, (need + 1023) / 1024, a->cfg.max_model_kb,
+		       a->cfg.max_model_kb * 1024, ms.params, ms.act, mb, mt.params, mt.grads,
+		       mt.optim, mt.act);
 		return -E2BIG;
 	}
 	rebuild = !old || memcmp(&old->spec, &g->spec, sizeof(g->spec)) != 0 ||
@@ -224,7 +240,7 @@ static int adopt_model(struct agent *a, struct fv_global *g)
 		size_t D = (size_t)g->window * C;
 
 		drop_model_objects(a);
-		a->score_model = fv_model_new(&g->spec, 1);
+		a->score_model = fv_model_new_scorer(&g->spec, 1);
 		a->win = fv_window_new(C, g->window, g->stride);
 		a->winbuf = malloc(D * sizeof(float));
 		a->xbuf = malloc(D * sizeof(float));
@@ -246,9 +262,16 @@ static int adopt_model(struct agent *a, struct fv_global *g)
 	a->gm = *g;
 	memset(g, 0, sizeof(*g));
 	a->have_model = true;
-	fv_log(FV_LOG_INFO,
-	       "model v%" PRIu64 " loaded: %zu parameters, window %u x %u, threshold %.4g",
-	       a->gm.version, a->gm.n_params, a->gm.window, C, (double)a->gm.threshold);
+	{
+		char shape[160];
+
+		fv_model_spec_format(&a->gm.spec, shape, sizeof(shape));
+		fv_log(FV_LOG_INFO,
+		       "model v%" PRIu64 " loaded: %s, %zu parameters, %zu KiB of %lld, window "
+		       "%u x %u, threshold %.4g",
+		       a->gm.version, shape, a->gm.n_params, (need + 1023) / 1024,
+		       a->cfg.max_model_kb, a->gm.window, C, (double)a->gm.threshold);
+	}
 	return 0;
 }
 
@@ -400,7 +423,7 @@ static float *collect_windows(struct agent *a, size_t *ret_n)
 static void do_train_round(struct agent *a)
 {
 	const struct fv_hparams *hp = &a->ann.hp;
-	struct fv_adam_opts ao = FV_ADAM_DEFAULTS;
+	struct fv_train_opts ao = FV_TRAIN_DEFAULTS;
 	struct fv_model *tm = NULL;
 	struct fv_update u;
 	float *x = NULL, *delta = NULL, loss = 0;
@@ -430,7 +453,7 @@ static void do_train_round(struct agent *a)
 		fv_hist_add(&u.hist, fv_model_score(a->score_model, x + i * (size_t)a->gm.window *
 								     a->cfg.n_channels, NULL));
 
-	uint32_t batch = hp->batch < 1 ? 1 : FV_MIN(hp->batch, TRAIN_MAX_BATCH);
+	uint32_t batch = hp->batch < 1 ? 1 : FV_MIN(hp->batch, (uint32_t)a->cfg.max_batch);
 	P = a->gm.n_params;
 	tm = fv_model_new(&a->gm.spec, batch);
 	delta = malloc(P * sizeof(float));
@@ -439,8 +462,11 @@ static void do_train_round(struct agent *a)
 		goto out;
 	}
 	fv_model_set_params(tm, a->gm.params, P);
-	fv_model_adam_reset(tm);
+	fv_model_optim_reset(tm);
+	ao.optim = hp->optim;
 	ao.lr = hp->lr;
+	ao.momentum = hp->momentum;
+	ao.weight_decay = hp->weight_decay;
 	/* The announcement comes from the network: bound the work it asks for. */
 	r = fv_model_train(tm, x, N, FV_MIN(hp->epochs, MAX_EPOCHS), batch, &ao, hp->seed, &loss);
 	if (r < 0 || !isfinite(loss)) {

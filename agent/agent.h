@@ -37,6 +37,7 @@ struct agent_config {
 	char password_file[512];    /* file holding the password, "" = none */
 	int log_level;              /* index into log level names */
 	long long max_model_kb;     /* refuse models needing more memory */
+	long long max_batch;        /* largest local mini-batch */
 	char score_log[512];        /* CSV of every window's score, "" = off */
 	long long metrics_interval_ms; /* period of agent/<id>/metrics */
 	/* [ingest] */

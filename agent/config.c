@@ -32,7 +32,10 @@ const struct fv_cfg_key agent_cfg_keys[] = {
 	K("agent", "log_level", FV_CFG_ENUM, "info", 0, 0, log_levels, log_level,
 	  "err|warning|notice|info|debug"),
 	K("agent", "max_model_kb", FV_CFG_INT, "65536", 16, 4194304, NULL, max_model_kb,
-	  "refuse a global model needing more memory than this (KiB)"),
+	  "refuse a global model whose scorer plus trainer (at max_batch) need more "
+	  "memory than this (KiB)"),
+	K("agent", "max_batch", FV_CFG_INT, "256", 1, 4096, NULL, max_batch,
+	  "largest local mini-batch: a round asking for more trains with this"),
 	K("agent", "score_log", FV_CFG_STR, "", 0, 0, NULL, score_log,
 	  "append every window's score to this CSV file (empty = off)"),
 	K("agent", "metrics_interval_ms", FV_CFG_INT, "10000", 100, 3600000, NULL,

@@ -11,6 +11,9 @@
 static const char *const level_names[] = { "err", "warning", "notice", "info", "debug", NULL };
 /* Order matches enum fv_act, so the index is the activation. */
 static const char *const act_names[] = { "linear", "relu", "tanh", "sigmoid", NULL };
+/* Order matches enum fv_preset and enum fv_optim. */
+static const char *const preset_names[] = { "custom", "ae8", "ae20", "dae128", "sae", NULL };
+static const char *const optim_names[] = { "adam", "sgd", "momentum", NULL };
 
 #define FIELD(f) offsetof(struct coord_config, f), sizeof(((struct coord_config *)0)->f)
 #define K_STR(sec, key, f, def, help) \
@@ -45,15 +48,25 @@ const struct fv_cfg_key coord_cfg_keys[] = {
 	K_ENUM("coordinator", "log_level", log_level, "info", level_names,
 	       "most verbose level logged"),
 
+	K_ENUM("model", "preset", preset, "custom", preset_names,
+	       "architecture: ae8 (8-4-2-4-8), ae20 (20-12-6-12-20), dae128 (128-16-128 "
+	       "denoising), sae (128-64-32-16 stacked), or custom (hidden, activation); a "
+	       "preset's input and output take the width window*channels"),
 	K_INT("model", "window", window, "10", 1, 1024, "W: sample vectors per window"),
 	K_INT("model", "stride", stride, "1", 1, 1024, "S: vectors between window starts"),
 	K_INT("model", "channels", channels, "5", 1, 256, "C: channels per vector"),
 	K_STR("model", "hidden", hidden, "32,8,32",
-	      "hidden layer widths of the autoencoder (input = window*channels)"),
+	      "custom: hidden layer widths of the autoencoder (input = window*channels)"),
 	K_ENUM("model", "activation", activation, "tanh", act_names,
-	       "activation of the hidden layers"),
+	       "custom: activation of the hidden layers"),
 	K_ENUM("model", "output_activation", output_activation, "linear", act_names,
-	       "activation of the output layer"),
+	       "custom: activation of the output layer"),
+	K_DBL("model", "dropout", dropout, "-1", -1, 0.9,
+	      "drop probability of hidden outputs in training; -1 = the preset's (dae128 0.2, "
+	      "else 0)"),
+	K_DBL("model", "noise", noise, "-1", -1, 10,
+	      "denoising: std of the noise added to normalised inputs in training; -1 = the "
+	      "preset's (dae128 0.1, else 0)"),
 	K_INT("model", "seed", seed, "1", 0, SEED_MAX,
 	      "seed of the initial weights, agent selection and local shuffling"),
 
@@ -71,7 +84,13 @@ const struct fv_cfg_key coord_cfg_keys[] = {
 	      "pause between the close of a round and the next announcement"),
 	K_INT("round", "epochs", epochs, "3", 1, 1000, "local epochs per round"),
 	K_INT("round", "batch", batch, "32", 1, 4096, "local mini-batch size"),
-	K_DBL("round", "lr", lr, "0.001", 1e-7, 10.0, "local Adam learning rate"),
+	K_DBL("round", "lr", lr, "0.001", 1e-7, 10.0, "local learning rate"),
+	K_ENUM("round", "optimizer", optimizer, "adam", optim_names,
+	       "local optimiser: adam, sgd, or momentum (SGD with momentum)"),
+	K_DBL("round", "momentum", momentum, "0.9", 0.0, 0.999,
+	      "momentum coefficient (optimizer = momentum)"),
+	K_DBL("round", "weight_decay", weight_decay, "0", 0.0, 1.0,
+	      "L2 weight decay of local training (weights, not biases)"),
 	K_INT("round", "min_samples", min_samples, "64", 1, 100000000,
 	      "windows an agent needs before it answers a round"),
 	K_INT("round", "max_extensions", max_extensions, "3", 0, 1000,
@@ -133,26 +152,51 @@ int coord_config_finish(struct coord_config *c, char *err, size_t errlen)
 		snprintf(err, errlen, "coordinator.state_dir is empty");
 		return -EINVAL;
 	}
-	n = fv_model_hidden_parse(c->hidden, hidden, FV_NN_MAX_LAYERS - 1);
-	if (n <= 0) {
-		snprintf(err, errlen,
-			 "model.hidden = '%s': not a list of 1..%d layer widths like \"32,8,32\"",
-			 c->hidden, FV_NN_MAX_LAYERS - 1);
-		return -EINVAL;
-	}
 	/* window <= 1024 and channels <= 256: the product cannot overflow. */
 	input = (uint32_t)(c->window * c->channels);
-	r = fv_model_spec_autoencoder(input, hidden, (uint32_t)n, (enum fv_act)c->activation,
-				      (enum fv_act)c->output_activation, &c->spec);
-	if (r >= 0)
-		r = fv_model_spec_validate(&c->spec);
-	if (r < 0) {
-		snprintf(err, errlen,
-			 "[model] window*channels = %u with hidden = '%s': %s (widths 1..%d, "
-			 "at most %u parameters)",
-			 input, c->hidden, fv_strerror(r), FV_NN_MAX_WIDTH,
-			 (unsigned)FV_NN_MAX_PARAMS);
-		return -EINVAL;
+	c->preset_nominal = fv_preset_nominal_input((enum fv_preset)c->preset);
+	if (c->preset != FV_PRESET_CUSTOM) {
+		/* A preset keeps its hidden layers; the input and output layers
+		 * take the data's width (see docs/models.md). */
+		r = fv_model_spec_preset((enum fv_preset)c->preset, input, &c->spec);
+		if (r < 0) {
+			snprintf(err, errlen, "model.preset = %s with window*channels = %u: %s",
+				 fv_preset_name((enum fv_preset)c->preset), input, fv_strerror(r));
+			return -EINVAL;
+		}
+	} else {
+		n = fv_model_hidden_parse(c->hidden, hidden, FV_NN_MAX_LAYERS - 1);
+		if (n <= 0) {
+			snprintf(err, errlen,
+				 "model.hidden = '%s': not a list of 1..%d layer widths like "
+				 "\"32,8,32\"",
+				 c->hidden, FV_NN_MAX_LAYERS - 1);
+			return -EINVAL;
+		}
+		r = fv_model_spec_autoencoder(input, hidden, (uint32_t)n,
+					      (enum fv_act)c->activation,
+					      (enum fv_act)c->output_activation, &c->spec);
+		if (r >= 0)
+			r = fv_model_spec_validate(&c->spec);
+		if (r < 0) {
+			snprintf(err, errlen,
+				 "[model] window*channels = %u with hidden = '%s': %s (widths "
+				 "1..%d, at most %u parameters)",
+				 input, c->hidden, fv_strerror(r), FV_NN_MAX_WIDTH,
+				 (unsigned)FV_NN_MAX_PARAMS);
+			return -EINVAL;
+		}
+	}
+	if (c->dropout >= 0.0 || c->noise >= 0.0) {
+		float p = c->spec.n_layers > 1 ? c->spec.dropout[0] : 0.0f;
+
+		r = fv_model_spec_regularize(&c->spec, c->dropout >= 0.0 ? (float)c->dropout : p,
+					     c->noise >= 0.0 ? (float)c->noise : c->spec.noise);
+		if (r < 0) {
+			snprintf(err, errlen, "model.dropout = %g / model.noise = %g: out of range",
+				 c->dropout, c->noise);
+			return -EINVAL;
+		}
 	}
 	c->level = (enum fv_log_level)(FV_LOG_ERR + c->log_level);
 	return 0;

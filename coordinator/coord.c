@@ -182,6 +182,9 @@ static void publish_announce(struct coord *co)
 	a.hp.lr = (float)co->cfg->lr;
 	a.hp.seed = (uint64_t)co->cfg->seed ^ co->round;
 	a.hp.min_windows = (uint32_t)co->cfg->min_samples;
+	a.hp.optim = (enum fv_optim)co->cfg->optimizer;
+	a.hp.momentum = (float)co->cfg->momentum;
+	a.hp.weight_decay = (float)co->cfg->weight_decay;
 	a.deadline_ms = co->deadline_wall;
 	a.n_selected = co->n_sel;
 	a.selected = co->sel; /* borrowed: not cleared below */
@@ -318,7 +321,8 @@ static int load_state(struct coord *co)
 		}
 		if (memcmp(&m->spec, &cfg->spec, sizeof(m->spec)) != 0)
 			fv_log(FV_LOG_WARNING,
-			       "the persisted model's layers differ from [model] hidden/activation; "
+			       "the persisted model's layers differ from [model] (preset, hidden, "
+			       "activation, dropout, noise); "
 			       "keeping the persisted model (--reset to build a new one)");
 		co->model = st.model;
 		memset(&st.model, 0, sizeof(st.model)); /* ownership moved */
@@ -569,7 +573,7 @@ static int close_stats(struct coord *co)
 			goto fail;
 		}
 	}
-	m = fv_model_new(&cfg->spec, 1);
+	m = fv_model_new_scorer(&cfg->spec, 1);
 	if (!m) {
 		r = -ENOMEM;
 		goto fail;

@@ -33,6 +33,7 @@ struct coord_config {
 	char state_dir[512];         /* directory of coordinator.state */
 	int log_level;               /* index into "err|warning|notice|info|debug" */
 	/* [model] */
+	int preset;                  /* enum fv_preset; CUSTOM = hidden/activation */
 	long long window;            /* W vectors per window */
 	long long stride;            /* S */
 	long long channels;          /* C */
@@ -40,6 +41,8 @@ struct coord_config {
 	int activation;              /* enum fv_act of hidden layers */
 	int output_activation;       /* enum fv_act of the output layer */
 	long long seed;              /* model init and selection seed */
+	double dropout;              /* hidden-layer dropout, < 0 = the preset's */
+	double noise;                /* input noise sigma, < 0 = the preset's */
 	/* [round] */
 	long long rounds;            /* training rounds to run, 0 = unlimited */
 	long long min_agents;        /* live agents needed before round 0 */
@@ -49,7 +52,10 @@ struct coord_config {
 	long long interval_ms;       /* pause between rounds */
 	long long epochs;            /* local epochs */
 	long long batch;             /* local mini-batch */
-	double lr;                   /* local Adam learning rate */
+	double lr;                   /* local learning rate */
+	int optimizer;               /* enum fv_optim */
+	double momentum;             /* FV_OPTIM_MOMENTUM coefficient */
+	double weight_decay;         /* L2 coefficient */
 	long long min_samples;       /* windows an agent needs to answer */
 	long long max_extensions;    /* deadline extensions without quorum */
 	/* [threshold] */
@@ -60,6 +66,7 @@ struct coord_config {
 
 	/* Derived by coord_config_finish(), not keys. */
 	struct fv_model_spec spec;   /* autoencoder built from [model] */
+	uint32_t preset_nominal;     /* the preset's published input width (0: custom) */
 	enum fv_log_level level;     /* log_level as enum fv_log_level */
 };
 

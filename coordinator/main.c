@@ -293,6 +293,25 @@ static int run(const struct coord_config *cfg, bool reset)
 
 	fv_log(FV_LOG_NOTICE, PROG " %s started: fleet %s, id %s, broker %s, state %s",
 	       FV_VERSION, cfg->fleet, cfg->id, cfg->broker, cfg->state_dir);
+	{
+		char shape[160];
+
+		fv_model_spec_format(&cfg->spec, shape, sizeof(shape));
+		fv_log(FV_LOG_NOTICE,
+		       "model: preset %s, layers %s (%zu parameters), dropout %g, noise %g; "
+		       "local training: %s, lr %g",
+		       fv_preset_name((enum fv_preset)cfg->preset), shape,
+		       fv_model_spec_nparams(&cfg->spec),
+		       cfg->spec.n_layers > 1 ? (double)cfg->spec.dropout[0] : 0.0,
+		       (double)cfg->spec.noise, fv_optim_name((enum fv_optim)cfg->optimizer),
+		       cfg->lr);
+		if (cfg->preset_nominal && cfg->preset_nominal != cfg->spec.sizes[0])
+			fv_log(FV_LOG_NOTICE,
+			       "preset %s is published for %u inputs; window*channels = %u, so "
+			       "its input and output layers are %u wide",
+			       fv_preset_name((enum fv_preset)cfg->preset), cfg->preset_nominal,
+			       cfg->spec.sizes[0], cfg->spec.sizes[0]);
+	}
 	while (!stop_signal) {
 		struct pollfd p = { .fd = fv_mqtt_fd(m), .events = POLLIN };
 		int timeout = coord_tick(co, fv_now_mono_ms(), POLL_MAX_MS);

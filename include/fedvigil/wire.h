@@ -39,9 +39,12 @@ enum fv_round_kind {
 struct fv_hparams {
 	uint32_t epochs;  /* local epochs */
 	uint32_t batch;   /* mini-batch size */
-	float lr;         /* Adam learning rate */
+	float lr;         /* learning rate */
 	uint64_t seed;    /* shuffling / init seed for this round */
 	uint32_t min_windows; /* answer only with at least this many windows */
+	enum fv_optim optim;  /* optimiser of local training */
+	float momentum;       /* FV_OPTIM_MOMENTUM: 0 <= momentum < 1 */
+	float weight_decay;   /* L2 coefficient on the weights, >= 0 */
 };
 
 struct fv_announce {

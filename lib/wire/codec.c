@@ -250,6 +250,9 @@ int fv_announce_encode(const struct fv_announce *a, uint8_t **ret_buf, size_t *r
 	hp.lr = a->hp.lr;
 	hp.seed = a->hp.seed;
 	hp.min_windows = a->hp.min_windows;
+	hp.optimizer = (Fedvigil__V1__Optimizer)a->hp.optim;
+	hp.momentum = a->hp.momentum;
+	hp.weight_decay = a->hp.weight_decay;
 	fedvigil__v1__round_announce__init(&m);
 	m.header = &h;
 	m.kind = kind_to_pb(a->kind);
@@ -288,6 +291,15 @@ int fv_announce_decode(const void *buf, size_t len, const char *expect_fleet,
 		r = -ERANGE;
 		if (!isfinite(m->hparams->lr) || m->hparams->lr < 0.0f)
 			goto out;
+		if (!(m->hparams->momentum >= 0.0f && m->hparams->momentum < 1.0f) ||
+		    !(m->hparams->weight_decay >= 0.0f && m->hparams->weight_decay < INFINITY))
+			goto out;
+		r = -EBADMSG;
+		if ((unsigned)m->hparams->optimizer > FV_OPTIM_MOMENTUM)
+			goto out;
+		a.hp.optim = (enum fv_optim)m->hparams->optimizer;
+		a.hp.momentum = m->hparams->momentum;
+		a.hp.weight_decay = m->hparams->weight_decay;
 		a.hp.epochs = m->hparams->epochs;
 		a.hp.batch = m->hparams->batch;
 		a.hp.lr = m->hparams->lr;
@@ -551,6 +563,14 @@ int wire_global_fill(struct pb_global *pg, const struct fv_global *g)
 	pg->spec.sizes = pg->sizes;
 	pg->spec.n_acts = s->n_layers;
 	pg->spec.acts = pg->acts;
+	for (uint32_t l = 0; l < s->n_layers; l++) {
+		pg->dropout[l] = s->dropout[l];
+		if (s->dropout[l] != 0.0f)
+			pg->spec.n_dropout = s->n_layers; /* sent only when used */
+	}
+	pg->spec.dropout = pg->dropout;
+	pg->spec.noise = s->noise;
+	pg->spec.kind = s->kind;
 
 	Fedvigil__V1__GlobalModel *m = &pg->m;
 
@@ -595,8 +615,14 @@ int wire_global_from_pb(const Fedvigil__V1__GlobalModel *m, const char *expect_f
 	if (r < 0)
 		return r;
 	if (!ps || ps->n_sizes < 2 || ps->n_sizes > FV_NN_MAX_LAYERS + 1 ||
-	    ps->n_acts != ps->n_sizes - 1)
+	    ps->n_acts != ps->n_sizes - 1 || (ps->n_dropout && ps->n_dropout != ps->n_acts))
 		return -EDOM;
+	if (!all_finite(ps->dropout, ps->n_dropout) || !isfinite(ps->noise))
+		return -ERANGE;
+	g.spec.kind = ps->kind;
+	g.spec.noise = ps->noise;
+	for (size_t l = 0; l < ps->n_dropout; l++)
+		g.spec.dropout[l] = ps->dropout[l];
 	g.spec.n_layers = (uint32_t)ps->n_acts;
 	for (size_t l = 0; l < ps->n_sizes; l++)
 		g.spec.sizes[l] = ps->sizes[l];

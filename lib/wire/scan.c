@@ -23,7 +23,7 @@
 #define HPARAMS_MAX 128
 #define HIST_MAX 4096   /* 240 varints of <= 10 bytes + 5 scalars */
 #define CHSTATS_MAX 128 /* 1 varint + 4 doubles: <= 56 bytes */
-#define SPEC_MAX 512    /* 17 + 16 varints of <= 5 bytes */
+#define SPEC_MAX 640    /* 17 + 16 varints of <= 5 bytes, 16 floats, 2 scalars */
 #define PARAMS_MAX ((size_t)FV_NN_MAX_PARAMS * 4)
 
 #define ONE(f, wt) { .field = (f), .wire_types = (wt), .max_count = 1, .max_bytes = 10 }
@@ -43,6 +43,7 @@ static const struct pb_rules header_rules = { header_rule, FV_ARRAY_SIZE(header_
 static const struct pb_rule hparams_rule[] = {
 	ONE(1, PB_VARINT), ONE(2, PB_VARINT), ONE(3, PB_FIXED32),
 	ONE(4, PB_VARINT), ONE(5, PB_VARINT),
+	ONE(20, PB_VARINT), ONE(21, PB_FIXED32), ONE(22, PB_FIXED32),
 };
 static const struct pb_rules hparams_rules = { hparams_rule, FV_ARRAY_SIZE(hparams_rule), 8 };
 
@@ -65,6 +66,10 @@ static const struct pb_rule spec_rule[] = {
 	  .max_bytes = (FV_NN_MAX_LAYERS + 1) * 5, .err = -EDOM },
 	{ .field = 2, .wire_types = PB_LEN | PB_VARINT, .max_count = FV_NN_MAX_LAYERS,
 	  .max_bytes = FV_NN_MAX_LAYERS * 5, .err = -EDOM },
+	{ .field = 20, .wire_types = PB_LEN | PB_FIXED32, .max_count = FV_NN_MAX_LAYERS,
+	  .max_bytes = FV_NN_MAX_LAYERS * 4, .err = -EDOM },
+	ONE(21, PB_FIXED32),
+	ONE(22, PB_VARINT),
 };
 static const struct pb_rules spec_rules = { spec_rule, FV_ARRAY_SIZE(spec_rule), 4 };
 

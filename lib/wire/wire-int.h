@@ -59,6 +59,7 @@ struct pb_global {
 	Fedvigil__V1__ModelSpec spec;               /* m.spec */
 	uint32_t sizes[FV_NN_MAX_LAYERS + 1];       /* spec.sizes */
 	uint32_t acts[FV_NN_MAX_LAYERS];            /* spec.acts */
+	float dropout[FV_NN_MAX_LAYERS];            /* spec.dropout */
 	uint8_t *le;                                /* big-endian hosts: LE params */
 };
 

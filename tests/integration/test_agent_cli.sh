@@ -14,6 +14,7 @@ A="$FV_BIN/fedvigil-agent"
 "$A" --help >"$FV_TMP/help.txt" || fv_fail "--help failed"
 grep -q 'ingest.period_ms' "$FV_TMP/help.txt" || fv_fail "--help does not list the keys"
 grep -q 'tls.key_file' "$FV_TMP/help.txt" || fv_fail "--help does not list the [tls] keys"
+grep -q 'agent.max_batch' "$FV_TMP/help.txt" || fv_fail "--help does not list agent.max_batch"
 
 # A bad value names the file, the line, the key and the range; exit 2.
 cat > "$FV_TMP/bad.ini" <<'CONF'

@@ -15,6 +15,7 @@
 #include "fedvigil/nn.h"
 #include "fedvigil/util.h"
 #include "nn/kernels.h"
+#include "nn/nn-int.h"
 
 static struct fv_model_spec make_spec(uint32_t n_layers, const uint32_t *sizes,
 				      const enum fv_act *acts)
@@ -353,7 +354,7 @@ static void test_adam_first_step(void **state)
 	const enum fv_act acts[] = { FV_ACT_TANH, FV_ACT_LINEAR };
 	struct fv_model_spec s = make_spec(2, sizes, acts);
 	struct fv_model *m = fv_model_new(&s, 2);
-	struct fv_adam_opts o = FV_ADAM_DEFAULTS;
+	struct fv_train_opts o = FV_TRAIN_DEFAULTS;
 	const float x[] = { 0.3f, -0.2f, 0.9f, 0.1f, 0.5f, -0.7f };
 	size_t P = fv_model_nparams(m);
 	float before[32], g[32], loss;
@@ -365,18 +366,18 @@ static void test_adam_first_step(void **state)
 	memcpy(before, fv_model_params(m), sizeof(float) * P);
 	assert_int_equal(fv_model_grad(m, x, 2, &loss), 0);
 	memcpy(g, fv_model_grads(m), sizeof(float) * P);
-	fv_model_adam_step(m, &o);
+	fv_model_step(m, &o);
 	for (size_t i = 0; i < P; i++) {
 		double want = before[i] - o.lr * g[i] / (fabs(g[i]) + o.eps);
 
 		assert_float_equal(fv_model_params(m)[i], want, 1e-6);
 	}
 	/* A reset makes the next step a first step again. */
-	fv_model_adam_reset(m);
+	fv_model_optim_reset(m);
 	memcpy(before, fv_model_params(m), sizeof(float) * P);
 	assert_int_equal(fv_model_grad(m, x, 2, &loss), 0);
 	memcpy(g, fv_model_grads(m), sizeof(float) * P);
-	fv_model_adam_step(m, &o);
+	fv_model_step(m, &o);
 	for (size_t i = 0; i < P; i++)
 		assert_float_equal(fv_model_params(m)[i],
 				   before[i] - o.lr * g[i] / (fabs(g[i]) + o.eps), 1e-6);
@@ -420,7 +421,7 @@ static void test_train_reduces_loss(void **state)
 	const size_t N = 512;
 	float *data = manifold_data(N, 42);
 	struct fv_model *m = ae_8_4_2_4_8(32);
-	struct fv_adam_opts o = FV_ADAM_DEFAULTS;
+	struct fv_train_opts o = FV_TRAIN_DEFAULTS;
 	float loss0, loss1, loss_check;
 	double mean_score = 0.0;
 
@@ -460,7 +461,7 @@ static void test_determinism(void **state)
 	const size_t N = 100; /* not a multiple of the batch: a partial batch */
 	float *data = manifold_data(N, 9);
 	struct fv_model *a = ae_8_4_2_4_8(16), *b = ae_8_4_2_4_8(16);
-	struct fv_adam_opts o = FV_ADAM_DEFAULTS;
+	struct fv_train_opts o = FV_TRAIN_DEFAULTS;
 	size_t P = fv_model_nparams(a);
 	float la, lb;
 
@@ -610,6 +611,471 @@ static void test_score_matches_forward(void **state)
 	fv_model_free(one);
 }
 
+/* ---- presets ---- */
+
+static void test_presets(void **state)
+{
+	static const struct {
+		const char *name;
+		uint32_t nominal;
+		const char *shape;
+		enum fv_act act, out;
+		float dropout, noise;
+	} want[] = {
+		{ "ae8", 8, "8-4-2-4-8", FV_ACT_RELU, FV_ACT_LINEAR, 0, 0 },
+		{ "ae20", 20, "20-12-6-12-20", FV_ACT_RELU, FV_ACT_SIGMOID, 0, 0 },
+		{ "dae128", 128, "128-16-128", FV_ACT_TANH, FV_ACT_LINEAR, 0.2f, 0.1f },
+		{ "sae", 128, "128-64-32-16-32-64-128", FV_ACT_RELU, FV_ACT_LINEAR, 0, 0 },
+	};
+	struct fv_model_spec s;
+	enum fv_preset p;
+	char buf[64];
+
+	(void)state;
+	for (size_t i = 0; i < FV_ARRAY_SIZE(want); i++) {
+		assert_int_equal(fv_preset_parse(want[i].name, &p), 0);
+		assert_string_equal(fv_preset_name(p), want[i].name);
+		assert_int_equal(fv_preset_nominal_input(p), want[i].nominal);
+		assert_int_equal(fv_model_spec_preset(p, want[i].nominal, &s), 0);
+		assert_int_equal(fv_model_spec_validate(&s), 0);
+		assert_int_equal(fv_model_spec_format(&s, buf, sizeof(buf)),
+				 (int)strlen(want[i].shape));
+		assert_string_equal(buf, want[i].shape);
+		for (uint32_t l = 0; l + 1 < s.n_layers; l++) {
+			assert_int_equal(s.acts[l], want[i].act);
+			assert_true(s.dropout[l] == want[i].dropout);
+		}
+		assert_int_equal(s.acts[s.n_layers - 1], want[i].out);
+		assert_true(s.dropout[s.n_layers - 1] == 0.0f);
+		assert_true(s.noise == want[i].noise);
+	}
+	/* Another input width keeps the hidden layers. */
+	assert_int_equal(fv_model_spec_preset(FV_PRESET_AE8, 50, &s), 0);
+	fv_model_spec_format(&s, buf, sizeof(buf));
+	assert_string_equal(buf, "50-4-2-4-50");
+	assert_int_equal(fv_model_spec_preset(FV_PRESET_SAE, 5, &s), 0);
+	fv_model_spec_format(&s, buf, sizeof(buf));
+	assert_string_equal(buf, "5-64-32-16-32-64-5");
+	/* A short buffer is truncated but terminated; the length is still told. */
+	assert_int_equal(fv_model_spec_format(&s, buf, 4), 18);
+	assert_string_equal(buf, "5-6");
+
+	assert_int_equal(fv_model_spec_preset(FV_PRESET_CUSTOM, 8, &s), -EINVAL);
+	assert_int_equal(fv_model_spec_preset((enum fv_preset)9, 8, &s), -EINVAL);
+	assert_int_equal(fv_model_spec_preset(FV_PRESET_AE8, 0, &s), -EINVAL);
+	assert_int_equal(fv_model_spec_preset(FV_PRESET_AE8, FV_NN_MAX_WIDTH + 1, &s), -E2BIG);
+	assert_int_equal(fv_preset_parse("AE8", &p), -EINVAL);
+	assert_int_equal(fv_preset_parse("custom", &p), 0);
+	assert_int_equal(p, FV_PRESET_CUSTOM);
+	assert_int_equal(fv_preset_nominal_input(FV_PRESET_CUSTOM), 0);
+}
+
+static void test_regularize_validate(void **state)
+{
+	const uint32_t hidden[] = { 4, 2, 4 };
+	struct fv_model_spec s, bad;
+
+	(void)state;
+	assert_int_equal(fv_model_spec_autoencoder(8, hidden, 3, FV_ACT_TANH, FV_ACT_LINEAR, &s),
+			 0);
+	assert_int_equal(fv_model_spec_regularize(&s, 0.3f, 0.5f), 0);
+	assert_true(s.dropout[0] == 0.3f && s.dropout[2] == 0.3f && s.dropout[3] == 0.0f);
+	assert_int_equal(fv_model_spec_validate(&s), 0);
+	bad = s;
+	assert_int_equal(fv_model_spec_regularize(&bad, 0.95f, 0.0f), -EINVAL);
+	assert_int_equal(fv_model_spec_regularize(&bad, -0.1f, 0.0f), -EINVAL);
+	assert_int_equal(fv_model_spec_regularize(&bad, NAN, 0.0f), -EINVAL);
+	assert_int_equal(fv_model_spec_regularize(&bad, 0.1f, -1.0f), -EINVAL);
+	assert_int_equal(fv_model_spec_regularize(&bad, 0.1f, 11.0f), -EINVAL);
+	assert_memory_equal(&bad, &s, sizeof(s)); /* untouched on failure */
+	bad.dropout[3] = 0.1f; /* never on the output */
+	assert_int_equal(fv_model_spec_validate(&bad), -EDOM);
+	bad = s;
+	bad.dropout[1] = NAN;
+	assert_int_equal(fv_model_spec_validate(&bad), -EDOM);
+	bad = s;
+	bad.noise = NAN;
+	assert_int_equal(fv_model_spec_validate(&bad), -EDOM);
+	bad = s;
+	bad.kind = 99;
+	assert_int_equal(fv_model_spec_validate(&bad), -EDOM);
+	assert_int_equal(fv_model_spec_nparams(&bad), 0);
+}
+
+/* ---- memory budget ---- */
+
+static void test_spec_mem(void **state)
+{
+	struct fv_model_spec s, sd;
+	struct fv_model_mem t1, t32, sc, d32;
+	struct fv_model *m;
+
+	(void)state;
+	assert_int_equal(fv_model_spec_preset(FV_PRESET_SAE, 128, &s), 0);
+	assert_int_equal(fv_model_spec_mem(&s, 1, true, &t1), 0);
+	assert_int_equal(fv_model_spec_mem(&s, 32, true, &t32), 0);
+	assert_int_equal(fv_model_spec_mem(&s, 1, false, &sc), 0);
+	/* 128*64+64 + 64*32+32 + 32*16+16 + mirrored = 21,616 + 21,696 params;
+	 * each array is rounded up to a 64-byte line. */
+	size_t P = fv_model_spec_nparams(&s);
+
+	assert_int_equal(P, 8256 + 2080 + 528 + 544 + 2112 + 8320);
+	assert_true(t1.params >= P * 4 && t1.params < P * 4 + 64 * 12);
+	assert_int_equal(t1.grads, t1.params);
+	assert_int_equal(t1.optim, 2 * t1.params);
+	assert_int_equal(t32.params, t1.params);
+	/* Activations: outputs of 6 layers (336 floats a row), two deltas of the
+	 * widest layer and the batch copy per row, plus W^T scratch (8192). */
+	assert_true(t32.act >= 4 * (32 * (336 + 2 * 128 + 128) + 8192));
+	assert_true(t32.act > t1.act);
+	assert_int_equal(sc.grads, 0);
+	assert_int_equal(sc.optim, 0);
+	assert_true(sc.act >= 4 * 336 && sc.act < t1.act);
+	assert_true(sc.total < t1.total);
+	/* total is the parts plus the struct, and what fv_model_new allocates. */
+	assert_true(t32.total > t32.params + t32.grads + t32.optim + t32.act);
+	assert_true(t32.total < t32.params + t32.grads + t32.optim + t32.act + 4096);
+	assert_int_equal(fv_model_spec_bytes(&s, 32), t32.total);
+	m = fv_model_new_scorer(&s, 1);
+	assert_non_null(m);
+	assert_null(fv_model_grads(m));
+	fv_model_free(m);
+
+	/* Dropout and noise add their masks and the noisy copy in training only. */
+	assert_int_equal(fv_model_spec_preset(FV_PRESET_DAE128, 128, &sd), 0);
+	assert_int_equal(fv_model_spec_mem(&sd, 32, true, &d32), 0);
+	sd.noise = 0.0f;
+	memset(sd.dropout, 0, sizeof(sd.dropout));
+	assert_int_equal(fv_model_spec_mem(&sd, 32, true, &t32), 0);
+	assert_int_equal(d32.act - t32.act, 4 * (32 * 128 + 2 * 32 * 16));
+	assert_int_equal(fv_model_spec_preset(FV_PRESET_DAE128, 128, &sd), 0);
+	assert_int_equal(fv_model_spec_mem(&sd, 1, false, &sc), 0);
+	assert_int_equal(fv_model_spec_mem(&sd, 1, false, &t1), 0);
+	assert_memory_equal(&sc, &t1, sizeof(sc));
+
+	assert_int_equal(fv_model_spec_mem(&s, 0, true, &t1), -EINVAL);
+	s.sizes[1] = 0;
+	assert_int_equal(fv_model_spec_mem(&s, 1, true, &t1), -EDOM);
+}
+
+/* ---- training-mode gradients: dropout, noise, L2 ---- */
+
+/* Central differences of the training objective (MSE + wd/2 sum W^2) with
+ * fixed dropout masks, a noisy input and a clean target. */
+static void grad_check_train(const struct fv_model_spec *s, float wd, uint64_t seed)
+{
+	const uint32_t B = 4;
+	const double eps = 1e-3, rtol = 1e-2, atol = 5e-4;
+	struct fv_model *m = fv_model_new(s, B);
+	size_t P, in = s->sizes[0];
+	float *x, *t, *g, lp, lm, obj, mse;
+	struct fv_rng r;
+	double gmax = 0.0, l2 = 0.0;
+	uint32_t n_masks = 0;
+
+	assert_non_null(m);
+	P = fv_model_nparams(m);
+	x = malloc(sizeof(float) * B * in);
+	t = malloc(sizeof(float) * B * in);
+	g = malloc(sizeof(float) * P);
+	fv_rng_seed(&r, seed);
+	fill_uniform(t, B * in, &r, -1.0, 1.0);
+	for (size_t i = 0; i < B * in; i++)
+		x[i] = t[i] + (float)(0.3 * (fv_rng_uniform(&r) - 0.5)); /* "noisy" input */
+	fv_model_init(m, seed);
+	for (size_t i = 0; i < P; i++)
+		fv_model_params(m)[i] += (float)(0.2 * (fv_rng_uniform(&r) - 0.5));
+	/* A fixed mask per dropout layer: drop about a third, scale the rest. */
+	for (uint32_t l = 0; l < s->n_layers; l++) {
+		float *mk = m->dense.mask[l];
+		size_t n = (size_t)B * s->sizes[l + 1];
+
+		if (!mk)
+			continue;
+		n_masks++;
+		for (size_t i = 0; i < n; i++)
+			mk[i] = fv_rng_uniform(&r) < s->dropout[l] ? 0.0f : 1.0f / (1.0f - s->dropout[l]);
+	}
+	assert_int_equal(fv_nn_grad_train(m, x, t, B, wd, &obj, &mse), 0);
+	memcpy(g, fv_model_grads(m), sizeof(float) * P);
+	for (uint32_t l = 0; l < s->n_layers; l++)
+		for (size_t i = 0; i < (size_t)s->sizes[l] * s->sizes[l + 1]; i++) {
+			double w = fv_model_params(m)[m->dense.w_off[l] + i];
+
+			l2 += w * w;
+		}
+	assert_float_equal(obj, mse + 0.5 * wd * l2, 1e-6 * obj);
+
+	for (size_t i = 0; i < P; i++) {
+		float *mp = fv_model_params(m);
+		float orig = mp[i];
+		double fd;
+
+		mp[i] = (float)(orig + eps);
+		fv_nn_grad_train(m, x, t, B, wd, &lp, NULL);
+		mp[i] = (float)(orig - eps);
+		fv_nn_grad_train(m, x, t, B, wd, &lm, NULL);
+		mp[i] = orig;
+		fd = ((double)lp - lm) / ((double)(float)(orig + eps) - (float)(orig - eps));
+		if (fabs(fd - g[i]) > rtol * fmax(fabs(fd), fabs(g[i])) + atol)
+			fail_msg("param %zu of %zu: analytic %.6g, numeric %.6g", i, P, g[i], fd);
+		gmax = fmax(gmax, fabs(g[i]));
+	}
+	assert_true(gmax > 50 * atol);
+	/* Dropout must matter: without the masks the gradient differs. */
+	if (n_masks) {
+		fv_model_grad(m, t, B, &lp);
+		assert_memory_not_equal(fv_model_grads(m), g, sizeof(float) * P);
+	}
+	free(x);
+	free(t);
+	free(g);
+	fv_model_free(m);
+}
+
+static void test_grad_dropout_fixed_mask(void **state)
+{
+	const uint32_t sizes[] = { 6, 5, 3, 5, 6 };
+	const enum fv_act acts[] = { FV_ACT_TANH, FV_ACT_RELU, FV_ACT_SIGMOID, FV_ACT_LINEAR };
+	struct fv_model_spec s = make_spec(4, sizes, acts);
+
+	(void)state;
+	s.dropout[0] = 0.3f;
+	s.dropout[2] = 0.5f; /* layer 1 without: mixed */
+	grad_check_train(&s, 0.0f, 21);
+}
+
+static void test_grad_l2(void **state)
+{
+	const uint32_t sizes[] = { 5, 3, 5 };
+	const enum fv_act acts[] = { FV_ACT_TANH, FV_ACT_LINEAR };
+	struct fv_model_spec s = make_spec(2, sizes, acts);
+	struct fv_model_spec sd;
+
+	(void)state;
+	grad_check_train(&s, 0.05f, 22);
+	/* Everything at once: dropout, noisy input, L2. */
+	assert_int_equal(fv_model_spec_preset(FV_PRESET_DAE128, 12, &sd), 0);
+	grad_check_train(&sd, 0.01f, 23);
+}
+
+/* The weight decay term reaches weights but not biases. */
+static void test_l2_weights_only(void **state)
+{
+	const uint32_t sizes[] = { 3, 2, 3 };
+	const enum fv_act acts[] = { FV_ACT_TANH, FV_ACT_LINEAR };
+	struct fv_model_spec s = make_spec(2, sizes, acts);
+	struct fv_model *m = fv_model_new(&s, 2);
+	const float x[] = { 0.3f, -0.2f, 0.9f, 0.1f, 0.5f, -0.7f };
+	float g0[32], g1[32];
+	size_t P = fv_model_nparams(m);
+
+	(void)state;
+	fv_model_init(m, 4);
+	assert_int_equal(fv_nn_grad_train(m, x, x, 2, 0.0f, NULL, NULL), 0);
+	memcpy(g0, fv_model_grads(m), sizeof(float) * P);
+	assert_int_equal(fv_nn_grad_train(m, x, x, 2, 0.5f, NULL, NULL), 0);
+	memcpy(g1, fv_model_grads(m), sizeof(float) * P);
+	for (uint32_t l = 0; l < 2; l++) {
+		size_t w = m->dense.w_off[l], b = m->dense.b_off[l];
+
+		for (size_t i = w; i < b; i++)
+			assert_float_equal(g1[i], g0[i] + 0.5f * fv_model_params(m)[i], 1e-6);
+		for (size_t i = b; i < b + sizes[l + 1]; i++)
+			assert_true(g1[i] == g0[i]);
+	}
+	fv_model_free(m);
+}
+
+/* ---- training RNG: masks and noise ---- */
+
+static void test_rng_masks_noise(void **state)
+{
+	enum { N = 1 << 16 };
+	struct fv_model_spec s;
+	struct fv_model *m;
+	float *mask = malloc(sizeof(float) * N), *z = malloc(sizeof(float) * N);
+	float *zero = calloc(N, sizeof(float)), *again = malloc(sizeof(float) * N);
+	size_t dropped = 0;
+	double sum = 0, sumsq = 0, m4 = 0, zmax = 0;
+
+	(void)state;
+	assert_int_equal(fv_model_spec_preset(FV_PRESET_DAE128, 8, &s), 0);
+	m = fv_model_new(&s, 1);
+	m->rng_key = 12345;
+	m->rng_ctr = 0;
+	fv_nn_rng_dropout(m, mask, N, 0.2f);
+	assert_true(m->rng_ctr == N);
+	for (size_t i = 0; i < N; i++) {
+		if (mask[i] == 0.0f)
+			dropped++;
+		else
+			assert_true(mask[i] == 1.25f);
+	}
+	/* Binomial(65536, 0.2): sd 102; 5 sd either side. */
+	assert_true(fabs((double)dropped - 0.2 * N) < 510);
+	fv_nn_rng_noise(m, z, zero, N, 1.0f);
+	assert_true(m->rng_ctr == 3 * (uint64_t)N);
+	for (size_t i = 0; i < N; i++) {
+		sum += z[i];
+		sumsq += (double)z[i] * z[i];
+		m4 += (double)z[i] * z[i] * z[i] * z[i];
+		zmax = fmax(zmax, fabs(z[i]));
+	}
+	/* Mean 0 (sd 1/256), variance 1, kurtosis 2.7 (Irwin-Hall n = 4; a
+	 * Gaussian has 3, a uniform 1.8), bounded at 2 sqrt(3). */
+	assert_true(fabs(sum / N) < 0.02);
+	assert_true(fabs(sumsq / N - 1.0) < 0.03);
+	assert_true(fabs(m4 / N - 2.7) < 0.15);
+	assert_true(zmax <= 3.4642 && zmax > 2.5);
+	/* Same key and counter, same draws; sigma scales. */
+	m->rng_ctr = N;
+	fv_nn_rng_noise(m, again, zero, N, 2.0f);
+	for (size_t i = 0; i < N; i++)
+		assert_float_equal(again[i], 2.0f * z[i], 1e-6);
+	free(mask);
+	free(z);
+	free(zero);
+	free(again);
+	fv_model_free(m);
+}
+
+/* ---- optimisers ---- */
+
+static void test_optimizers(void **state)
+{
+	const uint32_t sizes[] = { 3, 2, 3 };
+	const enum fv_act acts[] = { FV_ACT_TANH, FV_ACT_LINEAR };
+	struct fv_model_spec s = make_spec(2, sizes, acts);
+	struct fv_model *m = fv_model_new(&s, 2);
+	struct fv_train_opts o = FV_TRAIN_DEFAULTS;
+	const float x[] = { 0.3f, -0.2f, 0.9f, 0.1f, 0.5f, -0.7f };
+	size_t P = fv_model_nparams(m);
+	float p0[32], g0[32], g1[32], p1[32], loss;
+
+	(void)state;
+	assert_int_equal(fv_train_opts_validate(&o), 0);
+	/* SGD: p -= lr g. */
+	o.optim = FV_OPTIM_SGD;
+	o.lr = 0.1f;
+	fv_model_init(m, 3);
+	memcpy(p0, fv_model_params(m), sizeof(float) * P);
+	assert_int_equal(fv_model_grad(m, x, 2, &loss), 0);
+	memcpy(g0, fv_model_grads(m), sizeof(float) * P);
+	assert_int_equal(fv_model_step(m, &o), 0);
+	for (size_t i = 0; i < P; i++)
+		assert_float_equal(fv_model_params(m)[i], p0[i] - 0.1f * g0[i], 1e-7);
+
+	/* Momentum, two steps: v1 = g0, p1 = p0 - lr g0; v2 = mu g0 + g1,
+	 * p2 = p1 - lr v2. */
+	o.optim = FV_OPTIM_MOMENTUM;
+	o.momentum = 0.9f;
+	assert_int_equal(fv_model_set_params(m, p0, P), 0);
+	fv_model_optim_reset(m);
+	assert_int_equal(fv_model_grad(m, x, 2, &loss), 0);
+	assert_int_equal(fv_model_step(m, &o), 0);
+	memcpy(p1, fv_model_params(m), sizeof(float) * P);
+	assert_int_equal(fv_model_grad(m, x, 2, &loss), 0);
+	memcpy(g1, fv_model_grads(m), sizeof(float) * P);
+	assert_int_equal(fv_model_step(m, &o), 0);
+	for (size_t i = 0; i < P; i++) {
+		assert_float_equal(p1[i], p0[i] - 0.1f * g0[i], 1e-7);
+		assert_float_equal(fv_model_params(m)[i], p1[i] - 0.1f * (0.9f * g0[i] + g1[i]),
+				   1e-6);
+	}
+
+	/* Options are checked. */
+	o = (struct fv_train_opts)FV_TRAIN_DEFAULTS;
+	o.lr = 0.0f;
+	assert_int_equal(fv_train_opts_validate(&o), -EINVAL);
+	o.lr = 1e-3f;
+	o.weight_decay = -1.0f;
+	assert_int_equal(fv_train_opts_validate(&o), -EINVAL);
+	o.weight_decay = NAN;
+	assert_int_equal(fv_train_opts_validate(&o), -EINVAL);
+	o.weight_decay = 0.0f;
+	o.optim = FV_OPTIM_MOMENTUM;
+	o.momentum = 1.0f;
+	assert_int_equal(fv_train_opts_validate(&o), -EINVAL);
+	o.optim = (enum fv_optim)7;
+	assert_int_equal(fv_train_opts_validate(&o), -EINVAL);
+	o.optim = FV_OPTIM_ADAM;
+	o.beta2 = 1.0f;
+	assert_int_equal(fv_train_opts_validate(&o), -EINVAL);
+
+	enum fv_optim op;
+
+	assert_int_equal(fv_optim_parse("momentum", &op), 0);
+	assert_int_equal(op, FV_OPTIM_MOMENTUM);
+	assert_string_equal(fv_optim_name(FV_OPTIM_SGD), "sgd");
+	assert_int_equal(fv_optim_parse("rmsprop", &op), -EINVAL);
+	fv_model_free(m);
+}
+
+/* Every optimiser trains; the regularised presets train; all deterministic. */
+static void test_train_each_optimizer(void **state)
+{
+	const size_t N = 256;
+	float *data = manifold_data(N, 31);
+	const enum fv_optim opts[] = { FV_OPTIM_SGD, FV_OPTIM_MOMENTUM, FV_OPTIM_ADAM };
+	const float lrs[] = { 0.2f, 0.05f, 0.01f };
+
+	(void)state;
+	for (size_t k = 0; k < FV_ARRAY_SIZE(opts); k++) {
+		struct fv_model *m = ae_8_4_2_4_8(16);
+		struct fv_train_opts o = FV_TRAIN_DEFAULTS;
+		float l0, l1;
+
+		o.optim = opts[k];
+		o.lr = lrs[k];
+		o.weight_decay = 1e-4f;
+		fv_model_init(m, 2);
+		assert_int_equal(fv_model_train(m, data, N, 0, 16, &o, 1, &l0), 0);
+		assert_int_equal(fv_model_train(m, data, N, 60, 16, &o, 1, &l1), 0);
+		print_message("%s: loss %.4f -> %.4f\n", fv_optim_name(opts[k]), l0, l1);
+		assert_true(l1 < 0.6f * l0);
+		fv_model_free(m);
+	}
+
+	/* dae128 on 8 inputs: dropout + noise; same seed, same bits; other
+	 * seed, other masks; the scorer sees the trained model. */
+	struct fv_model_spec s;
+	struct fv_model *a, *b, *sc;
+	struct fv_train_opts o = FV_TRAIN_DEFAULTS;
+	float la, lb, l0;
+
+	assert_int_equal(fv_model_spec_preset(FV_PRESET_DAE128, 8, &s), 0);
+	a = fv_model_new(&s, 16);
+	b = fv_model_new(&s, 16);
+	sc = fv_model_new_scorer(&s, 1);
+	o.lr = 0.01f;
+	fv_model_init(a, 5);
+	fv_model_init(b, 5);
+	assert_int_equal(fv_model_train(a, data, N, 0, 16, &o, 9, &l0), 0);
+	assert_int_equal(fv_model_train(a, data, N, 30, 16, &o, 9, &la), 0);
+	assert_int_equal(fv_model_train(b, data, N, 30, 16, &o, 9, &lb), 0);
+	assert_memory_equal(fv_model_params(a), fv_model_params(b),
+			    sizeof(float) * fv_model_nparams(a));
+	assert_true(la == lb);
+	assert_true(la < 0.8f * l0);
+	fv_model_init(b, 5);
+	assert_int_equal(fv_model_train(b, data, N, 1, 16, &o, 10, &lb), 0);
+	fv_model_init(a, 5);
+	assert_int_equal(fv_model_train(a, data, N, 1, 16, &o, 9, &la), 0);
+	assert_memory_not_equal(fv_model_params(a), fv_model_params(b),
+				sizeof(float) * fv_model_nparams(a));
+	assert_int_equal(fv_model_set_params(sc, fv_model_params(a), fv_model_nparams(a)), 0);
+	assert_float_equal(fv_model_score(sc, data, NULL), fv_model_score(a, data, NULL), 1e-7);
+	/* A scorer cannot train. */
+	assert_int_equal(fv_model_train(sc, data, N, 1, 1, &o, 9, &la), -EPERM);
+	assert_int_equal(fv_model_grad(sc, data, 1, &la), -EPERM);
+	assert_int_equal(fv_model_step(sc, &o), -EPERM);
+	free(data);
+	fv_model_free(a);
+	fv_model_free(b);
+	fv_model_free(sc);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -625,6 +1091,15 @@ int main(void)
 		cmocka_unit_test(test_determinism),
 		cmocka_unit_test(test_matmul_fast_vs_ref),
 		cmocka_unit_test(test_score_matches_forward),
+		cmocka_unit_test(test_presets),
+		cmocka_unit_test(test_regularize_validate),
+		cmocka_unit_test(test_spec_mem),
+		cmocka_unit_test(test_grad_dropout_fixed_mask),
+		cmocka_unit_test(test_grad_l2),
+		cmocka_unit_test(test_l2_weights_only),
+		cmocka_unit_test(test_rng_masks_noise),
+		cmocka_unit_test(test_optimizers),
+		cmocka_unit_test(test_train_each_optimizer),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

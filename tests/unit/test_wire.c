@@ -110,6 +110,9 @@ static void make_announce(struct fv_announce *a, uint32_t n_sel)
 	a->hp.lr = 0.001f;
 	a->hp.seed = 0xfeedface12345678ull;
 	a->hp.min_windows = 100;
+	a->hp.optim = FV_OPTIM_MOMENTUM;
+	a->hp.momentum = 0.85f;
+	a->hp.weight_decay = 1e-4f;
 	a->deadline_ms = 1767225660000LL;
 	a->n_selected = n_sel;
 	if (n_sel) {
@@ -275,6 +278,29 @@ static void test_global_roundtrip(void **state)
 	free(buf);
 }
 
+/* Dropout, noise and the kind travel in ModelSpec (fields 20..22). */
+static void test_global_regularized_roundtrip(void **state)
+{
+	struct fv_global g, d;
+	uint8_t *buf;
+	size_t len;
+
+	(void)state;
+	make_global(&g);
+	assert_int_equal(fv_model_spec_regularize(&g.spec, 0.2f, 0.1f), 0);
+	g.spec.dropout[1] = 0.5f; /* per layer */
+	assert_int_equal(fv_global_encode(&g, &buf, &len), 0);
+	memset(&d, 0, sizeof(d));
+	assert_int_equal(fv_global_decode(buf, len, FLEET, &d), 0);
+	assert_global_equal(&d, &g);
+	assert_true(d.spec.dropout[0] == 0.2f && d.spec.dropout[1] == 0.5f);
+	assert_true(d.spec.dropout[3] == 0.0f && d.spec.noise == 0.1f);
+	assert_int_equal(d.spec.kind, FV_MODEL_DENSE);
+	fv_global_clear(&d);
+	free(buf);
+	fv_global_clear(&g);
+}
+
 static void test_announce_roundtrip(void **state)
 {
 	uint32_t counts[] = { 0, 3, FV_MAX_SELECTED };
@@ -298,6 +324,9 @@ static void test_announce_roundtrip(void **state)
 		assert_true(d.hp.lr == a.hp.lr);
 		assert_true(d.hp.seed == a.hp.seed);
 		assert_int_equal(d.hp.min_windows, a.hp.min_windows);
+		assert_int_equal(d.hp.optim, a.hp.optim);
+		assert_true(d.hp.momentum == a.hp.momentum);
+		assert_true(d.hp.weight_decay == a.hp.weight_decay);
 		assert_true(d.deadline_ms == a.deadline_ms);
 		assert_int_equal(d.n_selected, a.n_selected);
 		for (uint32_t i = 0; i < a.n_selected; i++)
@@ -623,6 +652,51 @@ static void test_reject_global_fields(void **state)
 	expect_global(b2, l2, FLEET, -EDOM);
 	free(b2);
 	m->spec->sizes[4] = WIN * CH;
+	/* Regularisation and kind: dropout per layer or not at all, in range,
+	 * never on the output; finite noise in range; a known kind. */
+	{
+		float drop[4] = { 0.2f, 0.2f, 0.2f, 0.0f };
+
+		m->spec->dropout = drop;
+		m->spec->n_dropout = 4;
+		repack(m, &b2, &l2);
+		expect_global(b2, l2, FLEET, 0);
+		free(b2);
+		m->spec->n_dropout = 3; /* not one per layer */
+		repack(m, &b2, &l2);
+		expect_global(b2, l2, FLEET, -EDOM);
+		free(b2);
+		m->spec->n_dropout = 4;
+		drop[3] = 0.1f; /* the output layer */
+		repack(m, &b2, &l2);
+		expect_global(b2, l2, FLEET, -EDOM);
+		free(b2);
+		drop[3] = 0.0f;
+		drop[1] = 0.95f; /* above FV_NN_MAX_DROPOUT */
+		repack(m, &b2, &l2);
+		expect_global(b2, l2, FLEET, -EDOM);
+		free(b2);
+		drop[1] = NAN;
+		repack(m, &b2, &l2);
+		expect_global(b2, l2, FLEET, -ERANGE);
+		free(b2);
+		m->spec->dropout = NULL;
+		m->spec->n_dropout = 0;
+	}
+	m->spec->noise = -0.5f;
+	repack(m, &b2, &l2);
+	expect_global(b2, l2, FLEET, -EDOM);
+	free(b2);
+	m->spec->noise = INFINITY;
+	repack(m, &b2, &l2);
+	expect_global(b2, l2, FLEET, -ERANGE);
+	free(b2);
+	m->spec->noise = 0.0f;
+	m->spec->kind = 77; /* no such model family */
+	repack(m, &b2, &l2);
+	expect_global(b2, l2, FLEET, -EDOM);
+	free(b2);
+	m->spec->kind = FV_MODEL_DENSE;
 
 	repack(m, &b2, &l2);
 	expect_global(b2, l2, FLEET, 0);
@@ -673,6 +747,27 @@ static void test_reject_announce_fields(void **state)
 	expect_announce(b2, l2, FLEET, -ERANGE);
 	free(b2);
 	m->hparams->lr = 0.01f;
+	/* Optimiser fields: a known optimiser, momentum in [0, 1), finite
+	 * non-negative weight decay. */
+	m->hparams->optimizer = (Fedvigil__V1__Optimizer)3;
+	repack(m, &b2, &l2);
+	expect_announce(b2, l2, FLEET, -EBADMSG);
+	free(b2);
+	m->hparams->optimizer = FEDVIGIL__V1__OPTIMIZER__OPTIMIZER_SGD;
+	m->hparams->momentum = 1.0f;
+	repack(m, &b2, &l2);
+	expect_announce(b2, l2, FLEET, -ERANGE);
+	free(b2);
+	m->hparams->momentum = 0.5f;
+	m->hparams->weight_decay = -1e-3f;
+	repack(m, &b2, &l2);
+	expect_announce(b2, l2, FLEET, -ERANGE);
+	free(b2);
+	m->hparams->weight_decay = NAN;
+	repack(m, &b2, &l2);
+	expect_announce(b2, l2, FLEET, -ERANGE);
+	free(b2);
+	m->hparams->weight_decay = 0.0f;
 	m->header->schema_version = 99;
 	repack(m, &b2, &l2);
 	expect_announce(b2, l2, FLEET, -EPROTO);
@@ -1162,6 +1257,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_update_roundtrip),
 		cmocka_unit_test(test_global_roundtrip),
+		cmocka_unit_test(test_global_regularized_roundtrip),
 		cmocka_unit_test(test_announce_roundtrip),
 		cmocka_unit_test(test_reject_bytes),
 		cmocka_unit_test(test_reject_update_fields),
