@@ -586,6 +586,61 @@ static void test_config(void **state)
 	assert_true(c.quorum == 0.5);
 }
 
+/* [model] preset and its overrides, [round] optimiser keys. */
+static void test_config_preset(void **state)
+{
+	struct coord_config c;
+	char err[256];
+
+	(void)state;
+#define SET(k, v) \
+	assert_int_equal(fv_cfg_set(coord_cfg_keys, coord_cfg_nkeys, &c, k, v, err, sizeof(err)), 0)
+	assert_int_equal(coord_config_defaults(&c, err, sizeof(err)), 0);
+	SET("model.preset", "dae128");
+	SET("model.window", "16");
+	SET("model.channels", "8");
+	SET("model.hidden", "7,x"); /* ignored with a preset */
+	assert_int_equal(coord_config_finish(&c, err, sizeof(err)), 0);
+	assert_int_equal(c.spec.n_layers, 2);
+	assert_int_equal(c.spec.sizes[0], 128);
+	assert_int_equal(c.spec.sizes[1], 16);
+	assert_int_equal(c.spec.acts[0], FV_ACT_TANH);
+	assert_true(c.spec.dropout[0] == 0.2f && c.spec.noise == 0.1f);
+	assert_int_equal(c.preset_nominal, 128);
+	/* Overrides of the preset's regularisation. */
+	SET("model.dropout", "0");
+	SET("model.noise", "0.3");
+	assert_int_equal(coord_config_finish(&c, err, sizeof(err)), 0);
+	assert_true(c.spec.dropout[0] == 0.0f && c.spec.noise == 0.3f);
+	/* A preset on another width keeps its hidden layers. */
+	SET("model.preset", "sae");
+	SET("model.window", "10");
+	SET("model.channels", "5");
+	SET("model.dropout", "-1");
+	SET("model.noise", "-1");
+	assert_int_equal(coord_config_finish(&c, err, sizeof(err)), 0);
+	assert_int_equal(c.spec.n_layers, 6);
+	assert_int_equal(c.spec.sizes[0], 50);
+	assert_int_equal(c.spec.sizes[3], 16);
+	assert_true(c.spec.noise == 0.0f);
+	/* Optimiser keys. */
+	SET("round.optimizer", "momentum");
+	SET("round.momentum", "0.5");
+	SET("round.weight_decay", "0.001");
+	assert_int_equal(c.optimizer, FV_OPTIM_MOMENTUM);
+	assert_true(c.momentum == 0.5 && c.weight_decay == 0.001);
+	assert_int_equal(fv_cfg_set(coord_cfg_keys, coord_cfg_nkeys, &c, "round.optimizer", "lbfgs",
+				    err, sizeof(err)),
+			 -EINVAL);
+	assert_int_equal(fv_cfg_set(coord_cfg_keys, coord_cfg_nkeys, &c, "model.preset", "ae9", err,
+				    sizeof(err)),
+			 -EINVAL);
+	assert_int_equal(fv_cfg_set(coord_cfg_keys, coord_cfg_nkeys, &c, "model.dropout", "0.95",
+				    err, sizeof(err)),
+			 -EINVAL);
+#undef SET
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -598,6 +653,7 @@ int main(void)
 		cmocka_unit_test(test_select_keep),
 		cmocka_unit_test(test_decide),
 		cmocka_unit_test(test_config),
+		cmocka_unit_test(test_config_preset),
 		cmocka_unit_test_setup_teardown(test_machine, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_state_refused, setup, teardown),
 	};
