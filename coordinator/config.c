@@ -14,6 +14,8 @@ static const char *const act_names[] = { "linear", "relu", "tanh", "sigmoid", NU
 /* Order matches enum fv_preset and enum fv_optim. */
 static const char *const preset_names[] = { "custom", "ae8", "ae20", "dae128", "sae", NULL };
 static const char *const optim_names[] = { "adam", "sgd", "momentum", NULL };
+/* Order matches enum fv_thr_method. */
+static const char *const thr_names[] = { "percentile", "meanstd", "pot", NULL };
 
 #define FIELD(f) offsetof(struct coord_config, f), sizeof(((struct coord_config *)0)->f)
 #define K_STR(sec, key, f, def, help) \
@@ -96,10 +98,15 @@ const struct fv_cfg_key coord_cfg_keys[] = {
 	K_INT("round", "max_extensions", max_extensions, "3", 0, 1000,
 	      "deadline extensions when the quorum is not reached"),
 
-	K_DBL("threshold", "percentile", percentile, "99.5", 50.0, 100.0,
-	      "percentile of the merged normal-score histogram"),
+	K_ENUM("threshold", "method", method, "percentile", thr_names,
+	       "percentile|meanstd|pot: how the threshold is read from the fleet's merged "
+	       "normal-score statistics"),
+	K_DBL("threshold", "percentile", percentile, "99.5", 50.0, 99.999,
+	      "percentile and pot: the quantile (in %) of normal scores to alert above"),
+	K_DBL("threshold", "k", k, "3.0", 0.0, 100.0,
+	      "meanstd: threshold = mean + k * standard deviation of normal scores"),
 	K_DBL("threshold", "margin", margin, "1.0", 0.1, 100.0,
-	      "alert threshold = percentile score * margin"),
+	      "alert threshold = the method's value * margin"),
 
 	FV_MQTT_TLS_KEYS(struct coord_config, tls),
 };
@@ -199,5 +206,15 @@ int coord_config_finish(struct coord_config *c, char *err, size_t errlen)
 		}
 	}
 	c->level = (enum fv_log_level)(FV_LOG_ERR + c->log_level);
+	c->rule = (struct fv_thr_rule){ .method = (enum fv_thr_method)c->method,
+					.q = c->percentile / 100.0,
+					.k = c->k,
+					.margin = c->margin };
+	if (fv_thr_rule_check(&c->rule) < 0) {
+		snprintf(err, errlen, "[threshold]: method %s with percentile %g, k %g, margin %g "
+			 "is not usable", fv_thr_method_name(c->rule.method), c->percentile, c->k,
+			 c->margin);
+		return -EINVAL;
+	}
 	return 0;
 }

@@ -14,6 +14,7 @@
  * produces version + 1. After each close the state is persisted before the
  * model is published, so a restart never goes back behind what agents saw. */
 #include <errno.h>
+#include <float.h>
 #include <inttypes.h>
 #include <math.h>
 #include <stdarg.h>
@@ -658,9 +659,9 @@ static int close_train(struct coord *co)
 	free(g->params);
 	g->params = params;
 	params = NULL;
-	if (fv_hist_quantile(&hist, co->cfg->percentile / 100.0, &score) == 0 &&
-	    isfinite(score * co->cfg->margin))
-		g->threshold = (float)(score * co->cfg->margin);
+	if (fv_thr_from_hist(&hist, &co->cfg->rule, &score) == 0 && score > 0.0 &&
+	    score < FLT_MAX)
+		g->threshold = (float)score;
 	/* else: no scores this round, keep the previous threshold */
 	g->percentile = (float)co->cfg->percentile;
 	g->loss = wsum > 0 ? (float)(loss / wsum) : 0.0f;

@@ -10,6 +10,7 @@
 #include "fedvigil/cfg.h"
 #include "fedvigil/mqtt.h"
 #include "fedvigil/nn.h"
+#include "fedvigil/threshold.h"
 #include "fedvigil/util.h"
 #include "fedvigil/wire.h"
 
@@ -59,8 +60,10 @@ struct coord_config {
 	long long min_samples;       /* windows an agent needs to answer */
 	long long max_extensions;    /* deadline extensions without quorum */
 	/* [threshold] */
-	double percentile;           /* of merged normal scores, 50..100 */
-	double margin;               /* threshold = quantile * margin */
+	int method;                  /* enum fv_thr_method */
+	double percentile;           /* percentile, pot: quantile in %, 50..99.999 */
+	double k;                    /* meanstd: sigmas above the mean */
+	double margin;               /* threshold = method's value * margin */
 	/* [tls] */
 	struct fv_mqtt_tls tls;      /* CA, client certificate, verification */
 
@@ -68,6 +71,7 @@ struct coord_config {
 	struct fv_model_spec spec;   /* autoencoder built from [model] */
 	uint32_t preset_nominal;     /* the preset's published input width (0: custom) */
 	enum fv_log_level level;     /* log_level as enum fv_log_level */
+	struct fv_thr_rule rule;     /* [threshold] as a rule */
 };
 
 /* The key table (config.c) and its length. */

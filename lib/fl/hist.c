@@ -10,6 +10,8 @@
 #include <string.h>
 
 #include "fedvigil/fl.h"
+#include "fedvigil/threshold.h"
+#include "hist-int.h"
 
 #define WIDTH ((FV_HIST_LOG10_HI - FV_HIST_LOG10_LO) / FV_HIST_BINS)
 
@@ -25,6 +27,11 @@ static double pos_log10(double i)
 	       FV_HIST_BINS;
 }
 
+double fv_hist_pos(double i)
+{
+	return pow(10.0, pos_log10(i));
+}
+
 void fv_hist_init(struct fv_hist *h)
 {
 	memset(h, 0, sizeof(*h));
@@ -35,26 +42,39 @@ double fv_hist_edge(uint32_t i)
 	return pow(10.0, pos_log10((double)i));
 }
 
+unsigned fv_hist_bucket(double score)
+{
+	double f;
+	unsigned i;
+
+	if (score < fv_hist_edge(0))
+		return 0;
+	if (score >= fv_hist_edge(FV_HIST_BINS))
+		return FV_HIST_BINS + 1;
+	f = floor((log10(score) - FV_HIST_LOG10_LO) / WIDTH);
+	i = f < 0.0 ? 0 : f >= FV_HIST_BINS ? FV_HIST_BINS - 1 : (unsigned)f;
+	/* log10() may round a score that sits on an edge into the
+	 * neighbouring bin; fv_hist_edge() is the definition. */
+	if (i > 0 && score < fv_hist_edge(i))
+		i--;
+	else if (i + 1 < FV_HIST_BINS && score >= fv_hist_edge(i + 1))
+		i++;
+	return i + 1;
+}
+
 int fv_hist_add(struct fv_hist *h, double score)
 {
+	unsigned b;
+
 	if (!isfinite(score) || score < 0.0)
 		return -ERANGE;
-	if (score < fv_hist_edge(0)) {
+	b = fv_hist_bucket(score);
+	if (b == 0)
 		h->under++;
-	} else if (score >= fv_hist_edge(FV_HIST_BINS)) {
+	else if (b == FV_HIST_BINS + 1)
 		h->over++;
-	} else {
-		double f = floor((log10(score) - FV_HIST_LOG10_LO) / WIDTH);
-		uint32_t i = f < 0.0 ? 0 : f >= FV_HIST_BINS ? FV_HIST_BINS - 1 : (uint32_t)f;
-
-		/* log10() may round a score that sits on an edge into the
-		 * neighbouring bin; fv_hist_edge() is the definition. */
-		if (i > 0 && score < fv_hist_edge(i))
-			i--;
-		else if (i + 1 < FV_HIST_BINS && score >= fv_hist_edge(i + 1))
-			i++;
-		h->bins[i]++;
-	}
+	else
+		h->bins[b - 1]++;
 	h->count++;
 	h->sum += score;
 	h->sumsq += score * score;
@@ -72,42 +92,18 @@ void fv_hist_merge(struct fv_hist *dst, const struct fv_hist *src)
 	dst->sumsq += src->sumsq;
 }
 
-/* The quantile is found by rank r = q * count over the buckets in order
- * (under, bins[0..], over); inside the bucket that holds rank r with c
- * scores before it and n in it, f = (r - c) / n is the position:
- *   bin i:  10^(LO + (i + f) w), log-linear between the edges;
- *   under:  f * 10^LO, linear on [0, 10^LO) (the bucket has no log scale);
- *   over:   10^HI, the bucket's lower edge (it has no upper one), so a
- *           threshold from a histogram saturates at 10^HI.
- * q = 0 gives the lower edge of the first non-empty bucket, q = 1 the upper
- * edge of the last. */
+/* The quantile rule is fv_sdist_quantile()'s (threshold.c): one
+ * implementation for integer and real weights. */
 int fv_hist_quantile(const struct fv_hist *h, double q, double *ret_score)
 {
-	double r, c;
+	struct fv_sdist d;
 
 	if (!(q >= 0.0 && q <= 1.0))
 		return -EINVAL;
 	if (h->count == 0)
 		return -ENODATA;
-	r = q * (double)h->count;
-	c = (double)h->under;
-	if (h->under > 0 && r <= c) {
-		*ret_score = fv_hist_edge(0) * (r / c);
-		return 0;
-	}
-	for (uint32_t i = 0; i < FV_HIST_BINS; i++) {
-		double n = (double)h->bins[i];
-
-		if (h->bins[i] > 0 && r <= c + n) {
-			double f = (r - c) / n;
-
-			*ret_score = pow(10.0, pos_log10((double)i + f));
-			return 0;
-		}
-		c += n;
-	}
-	*ret_score = fv_hist_edge(FV_HIST_BINS);
-	return 0;
+	fv_sdist_from_hist(&d, h, 1.0);
+	return fv_sdist_quantile(&d, q, ret_score);
 }
 
 int fv_hist_moments(const struct fv_hist *h, double *ret_mean, double *ret_std)

@@ -584,6 +584,23 @@ static void test_config(void **state)
 				    err, sizeof(err)),
 			 0);
 	assert_true(c.quorum == 0.5);
+	/* [threshold] becomes a rule; the method is a name */
+	assert_int_equal(coord_config_defaults(&c, err, sizeof(err)), 0);
+	assert_int_equal(coord_config_finish(&c, err, sizeof(err)), 0);
+	assert_int_equal(c.rule.method, FV_THR_PERCENTILE);
+	assert_true(fabs(c.rule.q - 0.995) < 1e-15 && c.rule.margin == 1.0);
+	assert_int_equal(fv_cfg_set(coord_cfg_keys, coord_cfg_nkeys, &c, "threshold.method", "spot",
+				    err, sizeof(err)),
+			 -EINVAL);
+	assert_int_equal(fv_cfg_set(coord_cfg_keys, coord_cfg_nkeys, &c, "threshold.method", "pot",
+				    err, sizeof(err)),
+			 0);
+	assert_int_equal(fv_cfg_set(coord_cfg_keys, coord_cfg_nkeys, &c, "threshold.k", "2.5", err,
+				    sizeof(err)),
+			 0);
+	assert_int_equal(coord_config_finish(&c, err, sizeof(err)), 0);
+	assert_int_equal(c.rule.method, FV_THR_POT);
+	assert_true(c.rule.k == 2.5);
 }
 
 /* [model] preset and its overrides, [round] optimiser keys. */
