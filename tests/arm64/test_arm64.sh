@@ -12,7 +12,7 @@ jobs=${FV_ARM64_JOBS:-2}
 missing=()
 command -v aarch64-linux-gnu-gcc >/dev/null || missing+=(gcc-aarch64-linux-gnu)
 command -v qemu-aarch64 >/dev/null || missing+=(qemu-user)
-for pc in libprotobuf-c inih libcjson cmocka libsystemd; do
+for pc in libprotobuf-c inih libcjson cmocka libsystemd libsodium openssl; do
 	[ -e "/usr/lib/aarch64-linux-gnu/pkgconfig/$pc.pc" ] || missing+=("$pc.pc:arm64")
 done
 [ -e /usr/lib/aarch64-linux-gnu/cmake/eclipse-paho-mqtt-c ] || missing+=(libpaho-mqtt-dev:arm64)
