@@ -35,6 +35,32 @@ enum fv_round_kind {
 	FV_ROUND_TRAIN = 2, /* train from the base model, send a delta */
 };
 
+/* How a delta (or a model's parameters) travels: ModelUpdate.encoding,
+ * GlobalModel.params_encoding; the numbers of proto enum DeltaEncoding. */
+enum fv_enc {
+	FV_ENC_FP32 = 0,      /* float32 per parameter */
+	FV_ENC_FP16 = 1,      /* IEEE binary16 per parameter */
+	FV_ENC_INT8 = 2,      /* int8 per parameter, one scale per segment */
+	FV_ENC_TOPK_FP32 = 3, /* the largest |values| only, with indices */
+	FV_ENC_TOPK_FP16 = 4, /* top-k, binary16 values */
+	FV_ENC_TOPK_INT8 = 5, /* top-k, int8 values with per-segment scales */
+};
+#define FV_ENC__MAX 6
+#define FV_WIRE_MAX_SEG 64 /* scale segments of an int8 update */
+
+/* "fp32", "fp16", "int8", "topk-fp32", "topk-fp16", "topk-int8". */
+const char *fv_enc_name(enum fv_enc e);
+/* True for the TOPK_* encodings. */
+bool fv_enc_sparse(enum fv_enc e);
+
+/* Update compression the coordinator asks for (RoundAnnounce). */
+struct fv_compress {
+	enum fv_enc enc;     /* encoding of the agents' deltas */
+	float topk;          /* TOPK_*: share of the parameters sent, (0, 1] */
+	bool error_feedback; /* agents keep what compression dropped and add it
+			      * to their next delta */
+};
+
 /* Local-training hyper-parameters sent with each round. */
 struct fv_hparams {
 	uint32_t epochs;  /* local epochs */
@@ -54,6 +80,7 @@ struct fv_announce {
 	int64_t deadline_ms;        /* wall-clock deadline (informational) */
 	uint32_t n_selected;        /* 0 = every live agent */
 	char (*selected)[FV_NAME_MAX]; /* n_selected names, owned (malloc) */
+	struct fv_compress comp;    /* update compression (all zero = fp32) */
 };
 
 struct fv_update {
@@ -62,7 +89,15 @@ struct fv_update {
 	uint64_t n_samples;           /* windows trained on / readings counted */
 	float loss;                   /* mean training loss of the last epoch */
 	size_t n_params;              /* length of delta (0 in a STATS update) */
-	float *delta;                 /* local - base, owned (malloc) */
+	float *delta;                 /* local - base, owned (malloc); dense, also
+				       * when it travelled compressed */
+	/* Compression of delta (TRAIN updates). Encoding reads enc, topk and
+	 * the segments; decoding fills enc, nnz and the segments. */
+	enum fv_enc enc;              /* encoding on the wire */
+	float topk;                   /* encode TOPK_*: share kept, (0, 1] */
+	uint32_t n_seg;               /* INT8 scale segments; 0 = one for all */
+	uint32_t seg[FV_WIRE_MAX_SEG]; /* their lengths, summing to n_params */
+	size_t nnz;                   /* decoded: values that were on the wire */
 	struct fv_hist hist;          /* base-model scores of local windows */
 	uint32_t n_channels;          /* entries in stats (STATS update) */
 	struct fv_chstats *stats;     /* per channel, owned (malloc) */
@@ -79,6 +114,10 @@ struct fv_global {
 	float *std;                   /* C, owned */
 	size_t n_params;
 	float *params;                /* owned */
+	enum fv_enc params_enc;       /* FV_ENC_FP32 or FV_ENC_FP16 on the wire;
+				       * FP16 sends params rounded to binary16
+				       * (fv_fp16_round() them first to keep
+				       * sender and receivers identical) */
 	float threshold;              /* alert threshold on the score; 0 = none yet */
 	float percentile;             /* percentile it came from, e.g. 99.5 */
 	float loss;                   /* weighted mean training loss of the round */
@@ -96,6 +135,7 @@ enum fv_reject {
 	FV_REJ_NONFINITE,   /* -ERANGE */
 	FV_REJ_DUPLICATE,   /* -EALREADY */
 	FV_REJ_UNSELECTED,  /* -EPERM */
+	FV_REJ_COMPRESSION, /* -EILSEQ: bad compression side data */
 	FV_REJ_OTHER,
 	FV_REJ__MAX
 };
@@ -104,14 +144,25 @@ const char *fv_reject_name(enum fv_reject r);
 
 /* Encoders: *ret_buf is malloc'd, owned by the caller. 0 or -errno. */
 int fv_announce_encode(const struct fv_announce *a, uint8_t **ret_buf, size_t *ret_len);
+/* Compresses u->delta as u->enc says (-EINVAL for a bad topk or segments,
+ * -ERANGE for a non-finite delta). */
 int fv_update_encode(const struct fv_update *u, uint8_t **ret_buf, size_t *ret_len);
+/* The same, and ret_sent (u->n_params floats, may be NULL) gets the dense
+ * delta exactly as fv_update_decode() will rebuild it from the bytes: what
+ * the coordinator sees, for error feedback. */
+int fv_update_encode_sent(const struct fv_update *u, float *ret_sent, uint8_t **ret_buf,
+			  size_t *ret_len);
 int fv_global_encode(const struct fv_global *g, uint8_t **ret_buf, size_t *ret_len);
 
-/* Decoders: check len (-E2BIG), unpack (-EBADMSG), schema (-EPROTO),
- * fleet == expect_fleet when non-NULL (-EXDEV), internal consistency
- * (-EDOM: e.g. spec vs params count, channels vs stats), finite numbers
- * (-ERANGE). On success *ret is filled and owns its arrays (free with the
- * matching _clear); on failure *ret is untouched. */
+/* Decoders: check len (-E2BIG), unpack (-EBADMSG), schema or unknown
+ * encoding (-EPROTO), fleet == expect_fleet when non-NULL (-EXDEV),
+ * internal consistency (-EDOM: e.g. spec vs params count, channels vs
+ * stats), compression side data (-EILSEQ: index out of range, repeated or
+ * unordered, index and value counts differ, segments not summing to the
+ * dense length, scale not finite and >= 0, int8 value -128, side data of
+ * another encoding), finite numbers (-ERANGE). On success *ret is filled
+ * and owns its arrays (free with the matching _clear); on failure *ret is
+ * untouched. */
 int fv_announce_decode(const void *buf, size_t len, const char *expect_fleet,
 		       struct fv_announce *ret);
 int fv_update_decode(const void *buf, size_t len, const char *expect_fleet,
@@ -133,6 +184,34 @@ int fv_global_copy(const struct fv_global *src, struct fv_global *ret);
 int fv_update_check(const struct fv_update *u, enum fv_round_kind expect_kind,
 		    uint64_t expect_round, uint64_t expect_base, size_t expect_params,
 		    uint32_t expect_channels);
+
+/* ---- compression helpers (lib/wire/compress.c) ---- */
+
+/* Segments for per-tensor int8 scales from a dense model's layout (each
+ * layer's W, then b: nn.h): fills ret_seg (room for max) and returns the
+ * count, or 0 when they do not fit (then one scale covers everything). */
+uint32_t fv_compress_segments(const struct fv_model_spec *spec, uint32_t *ret_seg,
+			      uint32_t max);
+/* Round x (n) to the nearest binary16 value in place (ties to even;
+ * beyond +-65504 saturates). What FP16 encodings send. */
+void fv_fp16_round(float *x, size_t n);
+
+/* Error feedback (agent side): what compression dropped from one update
+ * is added to the next, so that over rounds
+ *   sum(sent) + resid == sum(true deltas).
+ * The residual must be reset when the base model changes shape. */
+struct fv_ef {
+	size_t n;     /* parameters */
+	float *resid; /* (n) owned; what was not sent yet */
+};
+/* 0 or -ENOMEM; the residual starts at zero. */
+int fv_ef_init(struct fv_ef *ef, size_t n);
+void fv_ef_free(struct fv_ef *ef);
+void fv_ef_reset(struct fv_ef *ef);
+/* ret_v (n) = delta + resid: the vector to compress. */
+void fv_ef_add(const struct fv_ef *ef, const float *delta, float *ret_v);
+/* After compressing v into sent (fv_update_encode_sent): resid = v - sent. */
+void fv_ef_commit(struct fv_ef *ef, const float *v, const float *sent);
 
 /* ---- coordinator state file ----
  * "FVST" magic, u32 format version, u32 payload length, u32 CRC-32 of the

@@ -29,6 +29,7 @@ const char *fv_strerror(int err)
 	case ENODATA: return "no data";
 	case ENOKEY: return "not signed";
 	case EKEYREJECTED: return "bad signature";
+	case EILSEQ: return "bad compressed data";
 	default: return strerror(err);
 	}
 }

@@ -198,6 +198,8 @@ enum fv_reject fv_reject_from_errno(int err)
 		return FV_REJ_DUPLICATE;
 	case EPERM:
 		return FV_REJ_UNSELECTED;
+	case EILSEQ:
+		return FV_REJ_COMPRESSION;
 	default:
 		return FV_REJ_OTHER;
 	}
@@ -210,7 +212,8 @@ const char *fv_reject_name(enum fv_reject r)
 		[FV_REJ_SCHEMA] = "schema",         [FV_REJ_FLEET] = "fleet",
 		[FV_REJ_STALE] = "stale",           [FV_REJ_SHAPE] = "shape",
 		[FV_REJ_NONFINITE] = "nonfinite",   [FV_REJ_DUPLICATE] = "duplicate",
-		[FV_REJ_UNSELECTED] = "unselected", [FV_REJ_OTHER] = "other",
+		[FV_REJ_UNSELECTED] = "unselected", [FV_REJ_COMPRESSION] = "compression",
+		[FV_REJ_OTHER] = "other",
 	};
 
 	if ((unsigned)r >= FV_REJ__MAX)
@@ -225,11 +228,14 @@ int fv_announce_encode(const struct fv_announce *a, uint8_t **ret_buf, size_t *r
 	Fedvigil__V1__RoundAnnounce m;
 	Fedvigil__V1__Header h;
 	Fedvigil__V1__HyperParams hp;
+	Fedvigil__V1__Compression comp;
 	char **names = NULL;
 	int r;
 
 	if (!a || !ret_buf || !ret_len || !kind_valid(a->kind) ||
-	    a->n_selected > FV_MAX_SELECTED || (a->n_selected && !a->selected))
+	    a->n_selected > FV_MAX_SELECTED || (a->n_selected && !a->selected) ||
+	    (unsigned)a->comp.enc >= FV_ENC__MAX ||
+	    (fv_enc_sparse(a->comp.enc) && !(a->comp.topk > 0.0f && a->comp.topk <= 1.0f)))
 		return -EINVAL;
 	r = hdr_fill(&h, &a->h);
 	if (r < 0)
@@ -260,6 +266,14 @@ int fv_announce_encode(const struct fv_announce *a, uint8_t **ret_buf, size_t *r
 	m.deadline_ms = a->deadline_ms;
 	m.n_selected = a->n_selected;
 	m.selected = names;
+	/* fp32 without error feedback is what an absent field means. */
+	if (a->comp.enc != FV_ENC_FP32 || a->comp.error_feedback) {
+		fedvigil__v1__compression__init(&comp);
+		comp.encoding = (Fedvigil__V1__DeltaEncoding)a->comp.enc;
+		comp.topk = fv_enc_sparse(a->comp.enc) ? a->comp.topk : 0.0f;
+		comp.error_feedback = a->comp.error_feedback;
+		m.compression = &comp;
+	}
 	r = pack(&m.base, ret_buf, ret_len);
 	free(names);
 	return r;
@@ -307,6 +321,19 @@ int fv_announce_decode(const void *buf, size_t len, const char *expect_fleet,
 		a.hp.min_windows = m->hparams->min_windows;
 	}
 	a.deadline_ms = m->deadline_ms;
+	if (m->compression) {
+		const Fedvigil__V1__Compression *c = m->compression;
+
+		r = -EPROTO; /* an encoding this version does not know */
+		if ((unsigned)c->encoding >= FV_ENC__MAX)
+			goto out;
+		r = -ERANGE;
+		if (fv_enc_sparse((enum fv_enc)c->encoding) && !(c->topk > 0.0f && c->topk <= 1.0f))
+			goto out;
+		a.comp.enc = (enum fv_enc)c->encoding;
+		a.comp.topk = fv_enc_sparse(a.comp.enc) ? c->topk : 0.0f;
+		a.comp.error_feedback = c->error_feedback;
+	}
 	r = -EDOM;
 	if (m->n_selected > FV_MAX_SELECTED)
 		goto out;
@@ -340,20 +367,27 @@ void fv_announce_clear(struct fv_announce *a)
 
 /* ---- ModelUpdate ---- */
 
-int fv_update_encode(const struct fv_update *u, uint8_t **ret_buf, size_t *ret_len)
+int fv_update_encode_sent(const struct fv_update *u, float *ret_sent, uint8_t **ret_buf,
+			  size_t *ret_len)
 {
 	Fedvigil__V1__ModelUpdate m;
 	Fedvigil__V1__Header h;
 	Fedvigil__V1__Histogram hist;
 	Fedvigil__V1__ChannelStats *cs = NULL, **csp = NULL;
-	uint8_t *tmp = NULL;
+	struct wire_packed pk;
 	int r;
 
 	if (!u || !ret_buf || !ret_len || !kind_valid(u->kind) ||
 	    u->n_params > FV_NN_MAX_PARAMS || (u->n_params && !u->delta) ||
-	    u->n_channels > FV_MAX_CHANNELS || (u->n_channels && !u->stats))
+	    u->n_channels > FV_MAX_CHANNELS || (u->n_channels && !u->stats) ||
+	    (unsigned)u->enc >= FV_ENC__MAX)
 		return -EINVAL;
 	r = hdr_fill(&h, &u->h);
+	if (r < 0)
+		return r;
+	memset(&pk, 0, sizeof(pk));
+	r = wire_pack_delta(u->delta, u->n_params, u->enc, u->topk, u->n_seg, u->seg, ret_sent,
+			    &pk);
 	if (r < 0)
 		return r;
 	fedvigil__v1__model_update__init(&m);
@@ -361,12 +395,24 @@ int fv_update_encode(const struct fv_update *u, uint8_t **ret_buf, size_t *ret_l
 	m.kind = kind_to_pb(u->kind);
 	m.n_samples = u->n_samples;
 	m.loss = u->loss;
-	m.encoding = FEDVIGIL__V1__DELTA_ENCODING__DELTA_ENCODING_FP32;
-	if (u->n_params) {
-		m.delta.data = floats_le(u->delta, u->n_params, &tmp);
-		if (!m.delta.data)
-			return -ENOMEM;
-		m.delta.len = u->n_params * 4;
+	/* An empty delta (STATS) carries no encoding. */
+	m.encoding = (Fedvigil__V1__DeltaEncoding)(u->n_params ? u->enc : FV_ENC_FP32);
+	m.delta.data = pk.values;
+	m.delta.len = pk.values_len;
+	if (pk.indices) {
+		m.indices.data = pk.indices;
+		m.indices.len = pk.indices_len;
+	}
+	if (u->n_params && fv_enc_sparse(u->enc))
+		m.n_params = (uint32_t)u->n_params;
+	if (pk.n_seg) {
+		m.n_scales = pk.n_seg;
+		m.scales = pk.scales;
+		/* One segment over everything is what absent segments mean. */
+		if (u->n_seg) {
+			m.n_segments = pk.n_seg;
+			m.segments = pk.seg;
+		}
 	}
 	fedvigil__v1__histogram__init(&hist);
 	hist.n_bins = FV_HIST_BINS;
@@ -399,8 +445,13 @@ int fv_update_encode(const struct fv_update *u, uint8_t **ret_buf, size_t *ret_l
 out:
 	free(cs);
 	free(csp);
-	free(tmp);
+	wire_packed_free(&pk);
 	return r;
+}
+
+int fv_update_encode(const struct fv_update *u, uint8_t **ret_buf, size_t *ret_len)
+{
+	return fv_update_encode_sent(u, NULL, ret_buf, ret_len);
 }
 
 static int hist_from_pb(const Fedvigil__V1__Histogram *ph, struct fv_hist *ret)
@@ -466,11 +517,11 @@ int fv_update_decode(const void *buf, size_t len, const char *expect_fleet,
 		goto out;
 	u.kind = (enum fv_round_kind)m->kind;
 	r = -EPROTO; /* an encoding this version does not know */
-	if (m->encoding != FEDVIGIL__V1__DELTA_ENCODING__DELTA_ENCODING_FP32)
+	if ((unsigned)m->encoding >= FV_ENC__MAX)
 		goto out;
+	u.enc = (enum fv_enc)m->encoding;
 	r = -EDOM;
-	if (m->delta.len % 4 != 0 || m->delta.len / 4 > FV_NN_MAX_PARAMS ||
-	    m->n_stats > FV_MAX_CHANNELS)
+	if (m->n_stats > FV_MAX_CHANNELS)
 		goto out;
 	r = hist_from_pb(m->histogram, &u.hist);
 	if (r < 0)
@@ -485,10 +536,24 @@ int fv_update_decode(const void *buf, size_t len, const char *expect_fleet,
 		if (r < 0)
 			goto out;
 	}
-	r = floats_from_le(m->delta.data, m->delta.len, &u.delta);
-	if (r < 0)
-		goto out;
-	u.n_params = m->delta.len / 4;
+	{
+		struct wire_side side = {
+			.enc = u.enc,
+			.values = m->delta.data,
+			.values_len = m->delta.len,
+			.indices = m->indices.data,
+			.indices_len = m->indices.len,
+			.scales = m->scales,
+			.n_scales = m->n_scales,
+			.segments = m->segments,
+			.n_segments = m->n_segments,
+			.n_params = m->n_params,
+		};
+
+		r = wire_unpack_delta(&side, &u.delta, &u.n_params, &u.nnz, &u.n_seg, u.seg);
+		if (r < 0)
+			goto out;
+	}
 	if (m->n_stats) {
 		r = -ENOMEM;
 		u.stats = calloc(m->n_stats, sizeof(*u.stats));
@@ -549,7 +614,7 @@ int wire_global_fill(struct pb_global *pg, const struct fv_global *g)
 	memset(pg, 0, sizeof(*pg));
 	if (fv_model_spec_validate(s) < 0 || g->n_params != fv_model_spec_nparams(s) ||
 	    !g->params || g->n_channels == 0 || g->n_channels > FV_MAX_CHANNELS || !g->mean ||
-	    !g->std)
+	    !g->std || (g->params_enc != FV_ENC_FP32 && g->params_enc != FV_ENC_FP16))
 		return -EINVAL;
 	r = hdr_fill(&pg->h, &g->h);
 	if (r < 0)
@@ -585,10 +650,25 @@ int wire_global_fill(struct pb_global *pg, const struct fv_global *g)
 	m->mean = g->mean;
 	m->n_std = g->n_channels;
 	m->std = g->std;
-	m->params.data = floats_le(g->params, g->n_params, &pg->le);
-	if (!m->params.data)
-		return -ENOMEM;
-	m->params.len = g->n_params * 4;
+	if (g->params_enc == FV_ENC_FP16) {
+		pg->le = malloc(g->n_params * 2);
+		if (!pg->le)
+			return -ENOMEM;
+		for (size_t i = 0; i < g->n_params; i++) {
+			uint16_t hv = wire_f2h(g->params[i]);
+
+			pg->le[2 * i] = (uint8_t)hv;
+			pg->le[2 * i + 1] = (uint8_t)(hv >> 8);
+		}
+		m->params.data = pg->le;
+		m->params.len = g->n_params * 2;
+		m->params_encoding = FEDVIGIL__V1__DELTA_ENCODING__DELTA_ENCODING_FP16;
+	} else {
+		m->params.data = floats_le(g->params, g->n_params, &pg->le);
+		if (!m->params.data)
+			return -ENOMEM;
+		m->params.len = g->n_params * 4;
+	}
 	m->threshold = g->threshold;
 	m->percentile = g->percentile;
 	m->loss = g->loss;
@@ -607,7 +687,7 @@ int wire_global_from_pb(const Fedvigil__V1__GlobalModel *m, const char *expect_f
 {
 	const Fedvigil__V1__ModelSpec *ps = m->spec;
 	struct fv_global g;
-	size_t np;
+	size_t np, width;
 	int r;
 
 	memset(&g, 0, sizeof(g));
@@ -634,11 +714,15 @@ int wire_global_from_pb(const Fedvigil__V1__GlobalModel *m, const char *expect_f
 	if (fv_model_spec_validate(&g.spec) < 0)
 		return -EDOM;
 	np = fv_model_spec_nparams(&g.spec);
+	if (m->params_encoding != FEDVIGIL__V1__DELTA_ENCODING__DELTA_ENCODING_FP32 &&
+	    m->params_encoding != FEDVIGIL__V1__DELTA_ENCODING__DELTA_ENCODING_FP16)
+		return -EPROTO;
+	width = m->params_encoding == FEDVIGIL__V1__DELTA_ENCODING__DELTA_ENCODING_FP16 ? 2 : 4;
 	if (m->window == 0 || m->stride == 0 || m->n_channels == 0 ||
 	    m->n_channels > FV_MAX_CHANNELS ||
 	    (uint64_t)m->window * m->n_channels != g.spec.sizes[0] ||
 	    m->n_mean != m->n_channels || m->n_std != m->n_channels ||
-	    m->params.len % 4 != 0 || m->params.len / 4 != np)
+	    m->params.len % width != 0 || m->params.len / width != np)
 		return -EDOM;
 	if (!all_finite(m->mean, m->n_mean) || !all_finite(m->std, m->n_std) ||
 	    !isfinite(m->threshold) || m->threshold < 0.0f || !isfinite(m->percentile) ||
@@ -655,9 +739,24 @@ int wire_global_from_pb(const Fedvigil__V1__GlobalModel *m, const char *expect_f
 	g.percentile = m->percentile;
 	g.loss = m->loss;
 	g.n_agents = m->n_agents;
-	r = floats_from_le(m->params.data, m->params.len, &g.params);
-	if (r < 0)
-		return r;
+	if (width == 2) {
+		g.params = malloc(np * sizeof(float));
+		if (!g.params)
+			return -ENOMEM;
+		for (size_t i = 0; i < np; i++) {
+			g.params[i] = wire_h2f((uint16_t)(m->params.data[2 * i] |
+							  m->params.data[2 * i + 1] << 8));
+			if (!isfinite(g.params[i])) {
+				free(g.params);
+				return -ERANGE;
+			}
+		}
+		g.params_enc = FV_ENC_FP16;
+	} else {
+		r = floats_from_le(m->params.data, m->params.len, &g.params);
+		if (r < 0)
+			return r;
+	}
 	g.n_params = np;
 	g.mean = malloc(g.n_channels * sizeof(float));
 	g.std = malloc(g.n_channels * sizeof(float));

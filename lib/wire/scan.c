@@ -73,6 +73,11 @@ static const struct pb_rule spec_rule[] = {
 };
 static const struct pb_rules spec_rules = { spec_rule, FV_ARRAY_SIZE(spec_rule), 4 };
 
+static const struct pb_rule comp_rule[] = {
+	ONE(1, PB_VARINT), ONE(2, PB_FIXED32), ONE(3, PB_VARINT),
+};
+static const struct pb_rules comp_rules = { comp_rule, FV_ARRAY_SIZE(comp_rule), 4 };
+
 #define HEADER_RULE { .field = 1, .wire_types = PB_LEN, .max_count = 1, \
 		      .max_bytes = HDR_MAX, .sub = &header_rules }
 
@@ -86,6 +91,8 @@ static const struct pb_rule announce_rule[] = {
 	 * total size (so that an oversized list is a shape error). */
 	{ .field = 5, .wire_types = PB_LEN, .flags = PB_F_STRING, .max_count = FV_MAX_SELECTED,
 	  .max_bytes = (size_t)FV_MAX_SELECTED * FV_NAME_MAX, .err = -EDOM },
+	{ .field = 60, .wire_types = PB_LEN, .max_count = 1, .max_bytes = 64,
+	  .sub = &comp_rules },
 };
 const struct pb_rules pb_rules_announce = { announce_rule, FV_ARRAY_SIZE(announce_rule), 16 };
 
@@ -102,6 +109,15 @@ static const struct pb_rule update_rule[] = {
 	{ .field = 8, .wire_types = PB_LEN, .max_count = FV_MAX_CHANNELS,
 	  .max_bytes = (size_t)FV_MAX_CHANNELS * CHSTATS_MAX, .err = -EDOM,
 	  .sub = &chstats_rules },
+	/* Compression side data: at most one index (< 2^22: 4 varint bytes)
+	 * per parameter, FV_WIRE_MAX_SEG scales and segment lengths. */
+	{ .field = 9, .wire_types = PB_LEN, .max_count = 1, .max_bytes = PARAMS_MAX,
+	  .err = -EILSEQ },
+	{ .field = 10, .wire_types = PB_LEN | PB_FIXED32, .max_count = FV_WIRE_MAX_SEG,
+	  .max_bytes = FV_WIRE_MAX_SEG * 4, .err = -EILSEQ },
+	ONE(60, PB_VARINT),
+	{ .field = 61, .wire_types = PB_LEN | PB_VARINT, .max_count = FV_WIRE_MAX_SEG,
+	  .max_bytes = FV_WIRE_MAX_SEG * 5, .err = -EILSEQ },
 };
 const struct pb_rules pb_rules_update = { update_rule, FV_ARRAY_SIZE(update_rule), 16 };
 
@@ -123,6 +139,7 @@ static const struct pb_rule global_rule[] = {
 	ONE(11, PB_FIXED32),
 	ONE(12, PB_FIXED32),
 	ONE(13, PB_VARINT),
+	ONE(16, PB_VARINT),
 };
 const struct pb_rules pb_rules_global = { global_rule, FV_ARRAY_SIZE(global_rule), 16 };
 

@@ -72,4 +72,53 @@ void wire_global_done(struct pb_global *pg);
 int wire_global_from_pb(const Fedvigil__V1__GlobalModel *m, const char *expect_fleet,
 			struct fv_global *ret);
 
+/* ---- compression (compress.c) ---- */
+
+/* binary16 <-> float: round to nearest even, saturating at +-65504. */
+uint16_t wire_f2h(float f);
+float wire_h2f(uint16_t h);
+
+/* A delta compressed for the wire; values and indices are owned. */
+struct wire_packed {
+	enum fv_enc enc;               /* its encoding */
+	size_t n;                      /* dense length */
+	size_t nnz;                    /* values sent (n for dense encodings) */
+	uint8_t *values;               /* nnz values, little-endian */
+	size_t values_len;             /* bytes */
+	uint8_t *indices;              /* TOPK_*: varint gaps, else NULL */
+	size_t indices_len;            /* bytes */
+	uint32_t n_seg;                /* INT8: scale segments (>= 1), else 0 */
+	uint32_t seg[FV_WIRE_MAX_SEG]; /* their lengths */
+	float scales[FV_WIRE_MAX_SEG]; /* their scales */
+};
+
+/* Compress x (n) as enc (topk for TOPK_*, segments for INT8: n_seg == 0 is
+ * one segment). ret_sent (n, may be NULL) gets the dense reconstruction
+ * the decoder will produce. 0, -EINVAL, -ERANGE (x not finite), -ENOMEM. */
+int wire_pack_delta(const float *x, size_t n, enum fv_enc enc, float topk, uint32_t n_seg,
+		    const uint32_t *seg, float *ret_sent, struct wire_packed *ret);
+void wire_packed_free(struct wire_packed *p);
+
+/* What a ModelUpdate carries about its delta, borrowed from the unpacked
+ * message. */
+struct wire_side {
+	enum fv_enc enc;          /* encoding field (may be unknown) */
+	const uint8_t *values;    /* delta bytes */
+	size_t values_len;
+	const uint8_t *indices;   /* indices bytes */
+	size_t indices_len;
+	const float *scales;      /* scales */
+	size_t n_scales;
+	const uint32_t *segments; /* segment lengths */
+	size_t n_segments;
+	uint64_t n_params;        /* n_params field (0 = absent) */
+};
+
+/* Validate and rebuild the dense delta: *ret_delta (malloc'd, NULL when
+ * empty), its length, the values that were sent, and the segments (into
+ * ret_seg, FV_WIRE_MAX_SEG) when INT8 carried any. 0, -EPROTO (unknown
+ * encoding), -EDOM (sizes), -EILSEQ (side data), -ERANGE, -ENOMEM. */
+int wire_unpack_delta(const struct wire_side *in, float **ret_delta, size_t *ret_n,
+		      size_t *ret_nnz, uint32_t *ret_n_seg, uint32_t *ret_seg);
+
 #endif
