@@ -32,7 +32,8 @@ struct fv_mqtt_opts {
 	size_t max_payload;       /* inbound payloads larger are dropped+counted,
 				   * default 32 MiB */
 	int offline_buffer;       /* publishes buffered while disconnected,
-				   * default 1000 */
+				   * default 1000; also bounds the large-
+				   * payload queue below */
 	/* TLS: used with ssl://, mqtts:// and wss:// URIs, and an error
 	 * (-EINVAL) with any other scheme, so that a TLS setup never
 	 * silently falls back to plain TCP. */
@@ -45,6 +46,12 @@ struct fv_mqtt_opts {
 				   * others (-EPERM, logged) */
 	bool insecure;            /* do not verify the broker's certificate and
 				   * host name (encryption only; logged) */
+	size_t large_payload;     /* publishes of at least this many bytes go
+				   * to Paho one at a time, each after the
+				   * previous one completed (Paho's async
+				   * client stalls ~1 s per publish queued
+				   * behind a busy socket: paho.mqtt.c issue
+				   * 1404); default 32 KiB */
 };
 
 /* One inbound message; owned by the caller after fv_mqtt_next(). */
@@ -73,6 +80,10 @@ struct fv_mqtt_stats {
 	uint64_t publish_failed; /* publishes Paho refused */
 	uint64_t bytes_out;      /* payload bytes of accepted publishes */
 	uint64_t reconnects;     /* successful connects after the first */
+	uint64_t large_queued;   /* large publishes that waited for an earlier
+				  * one (counted in published once sent) */
+	uint32_t large_waiting;  /* large publishes waiting right now */
+	uint32_t large_peak;     /* the most that ever waited at once */
 };
 
 struct fv_mqtt;
@@ -92,15 +103,19 @@ int fv_mqtt_start(struct fv_mqtt *c);
  * -EINVAL for a malformed filter ('+'/'#' not whole levels) or QoS. */
 int fv_mqtt_subscribe(struct fv_mqtt *c, const char *filter, int qos);
 /* Publish (payload copied; NULL allowed when len is 0). Buffered while
- * disconnected, also before the first connect. -ENOTCONN when disconnected
- * and the offline buffer is full, or after fv_mqtt_disconnect(); -ENOBUFS
- * when connected but the buffer is full (transient); -EINVAL for a bad
- * topic (empty, wildcards) or QoS; -E2BIG over 256 MiB; -EIO when Paho
- * refuses otherwise. */
+ * disconnected, also before the first connect. Payloads of large_payload
+ * bytes or more are handed to Paho one at a time, in order, each when the
+ * previous one completed (acknowledged at QoS 1); smaller ones go at once
+ * and may overtake them. -ENOTCONN when disconnected and the offline
+ * buffer is full, or after fv_mqtt_disconnect(); -ENOBUFS when connected
+ * but the buffer (or the large-payload queue) is full (transient); -EINVAL
+ * for a bad topic (empty, wildcards) or QoS; -E2BIG over 256 MiB; -EIO when
+ * Paho refuses otherwise. */
 int fv_mqtt_publish(struct fv_mqtt *c, const char *topic, const void *payload, size_t len,
 		    int qos, bool retain);
 bool fv_mqtt_connected(const struct fv_mqtt *c);
-/* Publishes not yet acknowledged by the broker. */
+/* Publishes not yet acknowledged by the broker (including large ones
+ * still waiting for their turn). */
 int fv_mqtt_pending(const struct fv_mqtt *c);
 
 /* Readable (poll POLLIN) while events or messages are pending. */

@@ -700,8 +700,8 @@ static void test_reject_int8(void **state)
 	expect_update(m, -EILSEQ);
 	m->scales[0] = 0.1f;
 	m->n_segments = 0;
-	m->segments = NULL;
 	expect_update(m, -EILSEQ); /* two scales, one (implicit) segment */
+	m->n_segments = 2;
 	protobuf_c_message_free_unpacked(&m->base, NULL);
 	free(buf);
 
