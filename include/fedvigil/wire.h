@@ -189,7 +189,8 @@ int fv_update_check(const struct fv_update *u, enum fv_round_kind expect_kind,
 
 /* Segments for per-tensor int8 scales from a dense model's layout (each
  * layer's W, then b: nn.h): fills ret_seg (room for max) and returns the
- * count, or 0 when they do not fit (then one scale covers everything). */
+ * count, or 0 for other model kinds or when they do not fit (then one
+ * scale covers everything). */
 uint32_t fv_compress_segments(const struct fv_model_spec *spec, uint32_t *ret_seg,
 			      uint32_t max);
 /* Round x (n) to the nearest binary16 value in place (ties to even;

@@ -124,7 +124,9 @@ uint32_t fv_compress_segments(const struct fv_model_spec *spec, uint32_t *ret_se
 	uint64_t total = 0;
 	uint32_t n = 0;
 
-	if (!spec || fv_model_spec_validate(spec) < 0 || 2 * spec->n_layers > max)
+	/* Only the dense layout is known here; other kinds get one scale. */
+	if (!spec || spec->kind != FV_MODEL_DENSE || fv_model_spec_validate(spec) < 0 ||
+	    2 * spec->n_layers > max)
 		return 0;
 	for (uint32_t l = 0; l < spec->n_layers; l++) {
 		uint32_t in = spec->sizes[l], out = spec->sizes[l + 1];
