@@ -18,6 +18,8 @@
 #define FV_NAME_MAX 64                /* fleet and agent names, incl. NUL */
 #define FV_MAX_MSG_BYTES (20u << 20)  /* no protobuf message is larger */
 #define FV_MAX_SELECTED 4096          /* agents listed in one announce */
+/* A state file holds a model and up to two moment vectors of its size. */
+#define FV_MAX_STATE_BYTES (3u * 4u * FV_NN_MAX_PARAMS + (1u << 20))
 #define FV_TOPIC_MAX 256
 
 /* Present in every message. */
@@ -71,6 +73,7 @@ struct fv_hparams {
 	enum fv_optim optim;  /* optimiser of local training */
 	float momentum;       /* FV_OPTIM_MOMENTUM: 0 <= momentum < 1 */
 	float weight_decay;   /* L2 coefficient on the weights, >= 0 */
+	float prox_mu;    /* FedProx: add prox_mu * (w - w_base) to local gradients */
 };
 
 struct fv_announce {
@@ -81,6 +84,7 @@ struct fv_announce {
 	uint32_t n_selected;        /* 0 = every live agent */
 	char (*selected)[FV_NAME_MAX]; /* n_selected names, owned (malloc) */
 	struct fv_compress comp;    /* update compression (all zero = fp32) */
+	float dp_epsilon;           /* DP epsilon spent before this round; 0 = none */
 };
 
 struct fv_update {
@@ -122,6 +126,9 @@ struct fv_global {
 	float percentile;             /* percentile it came from, e.g. 99.5 */
 	float loss;                   /* weighted mean training loss of the round */
 	uint32_t n_agents;            /* updates aggregated into it */
+	float dp_epsilon;             /* DP epsilon spent up to this model; 0 = none */
+	double dp_delta;              /* delta of dp_epsilon */
+	char aggregation[32];         /* algorithm that produced it; "" = unknown */
 };
 
 /* Why a message was rejected: one counter each. */
@@ -222,9 +229,13 @@ struct fv_coord_state {
 	enum fv_round_kind kind;  /* its kind */
 	bool have_model;          /* model below is valid */
 	struct fv_global model;   /* last published global model */
+	bool have_agg;            /* agg below is valid */
+	struct fv_agg_state agg;  /* aggregator state; decoded: owned arrays,
+				   * algo = FV_AGG__MAX for an unknown name */
 };
 int fv_state_encode(const struct fv_coord_state *s, uint8_t **ret_buf, size_t *ret_len);
-/* -EBADMSG on bad magic/CRC/truncation, -EPROTO on unknown version. */
+/* -EBADMSG on bad magic/CRC/truncation, -EPROTO on unknown version,
+ * -EDOM if the aggregator's moments do not match the model's size. */
 int fv_state_decode(const void *buf, size_t len, struct fv_coord_state *ret);
 void fv_state_clear(struct fv_coord_state *s);
 

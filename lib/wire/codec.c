@@ -259,6 +259,7 @@ int fv_announce_encode(const struct fv_announce *a, uint8_t **ret_buf, size_t *r
 	hp.optimizer = (Fedvigil__V1__Optimizer)a->hp.optim;
 	hp.momentum = a->hp.momentum;
 	hp.weight_decay = a->hp.weight_decay;
+	hp.prox_mu = a->hp.prox_mu;
 	fedvigil__v1__round_announce__init(&m);
 	m.header = &h;
 	m.kind = kind_to_pb(a->kind);
@@ -274,6 +275,7 @@ int fv_announce_encode(const struct fv_announce *a, uint8_t **ret_buf, size_t *r
 		comp.error_feedback = a->comp.error_feedback;
 		m.compression = &comp;
 	}
+	m.dp_epsilon = a->dp_epsilon;
 	r = pack(&m.base, ret_buf, ret_len);
 	free(names);
 	return r;
@@ -303,7 +305,8 @@ int fv_announce_decode(const void *buf, size_t len, const char *expect_fleet,
 	a.kind = (enum fv_round_kind)m->kind;
 	if (m->hparams) {
 		r = -ERANGE;
-		if (!isfinite(m->hparams->lr) || m->hparams->lr < 0.0f)
+		if (!isfinite(m->hparams->lr) || m->hparams->lr < 0.0f ||
+		    !isfinite(m->hparams->prox_mu) || m->hparams->prox_mu < 0.0f)
 			goto out;
 		if (!(m->hparams->momentum >= 0.0f && m->hparams->momentum < 1.0f) ||
 		    !(m->hparams->weight_decay >= 0.0f && m->hparams->weight_decay < INFINITY))
@@ -319,7 +322,12 @@ int fv_announce_decode(const void *buf, size_t len, const char *expect_fleet,
 		a.hp.lr = m->hparams->lr;
 		a.hp.seed = m->hparams->seed;
 		a.hp.min_windows = m->hparams->min_windows;
+		a.hp.prox_mu = m->hparams->prox_mu;
 	}
+	r = -ERANGE;
+	if (!isfinite(m->dp_epsilon) || m->dp_epsilon < 0.0f)
+		goto out;
+	a.dp_epsilon = m->dp_epsilon;
 	a.deadline_ms = m->deadline_ms;
 	if (m->compression) {
 		const Fedvigil__V1__Compression *c = m->compression;
@@ -614,7 +622,9 @@ int wire_global_fill(struct pb_global *pg, const struct fv_global *g)
 	memset(pg, 0, sizeof(*pg));
 	if (fv_model_spec_validate(s) < 0 || g->n_params != fv_model_spec_nparams(s) ||
 	    !g->params || g->n_channels == 0 || g->n_channels > FV_MAX_CHANNELS || !g->mean ||
-	    !g->std || (g->params_enc != FV_ENC_FP32 && g->params_enc != FV_ENC_FP16))
+	    !g->std || (g->params_enc != FV_ENC_FP32 && g->params_enc != FV_ENC_FP16) ||
+	    memchr(g->aggregation, '\0', sizeof(g->aggregation)) == NULL ||
+	    (g->aggregation[0] && !fv_name_valid(g->aggregation)))
 		return -EINVAL;
 	r = hdr_fill(&pg->h, &g->h);
 	if (r < 0)
@@ -673,6 +683,10 @@ int wire_global_fill(struct pb_global *pg, const struct fv_global *g)
 	m->percentile = g->percentile;
 	m->loss = g->loss;
 	m->n_agents = g->n_agents;
+	m->dp_epsilon = g->dp_epsilon;
+	m->dp_delta = g->dp_delta;
+	/* protobuf-c packs "" as absent; it only reads the string. */
+	m->aggregation = (char *)(uintptr_t)g->aggregation;
 	return 0;
 }
 
@@ -726,8 +740,13 @@ int wire_global_from_pb(const Fedvigil__V1__GlobalModel *m, const char *expect_f
 		return -EDOM;
 	if (!all_finite(m->mean, m->n_mean) || !all_finite(m->std, m->n_std) ||
 	    !isfinite(m->threshold) || m->threshold < 0.0f || !isfinite(m->percentile) ||
-	    m->percentile < 0.0f || m->percentile > 100.0f || !isfinite(m->loss))
+	    m->percentile < 0.0f || m->percentile > 100.0f || !isfinite(m->loss) ||
+	    !isfinite(m->dp_epsilon) || m->dp_epsilon < 0.0f || !(m->dp_delta >= 0.0) ||
+	    !(m->dp_delta < 1.0))
 		return -ERANGE;
+	if (m->aggregation && m->aggregation[0] &&
+	    (strlen(m->aggregation) >= sizeof(g.aggregation) || !fv_name_valid(m->aggregation)))
+		return -EBADMSG;
 	for (size_t c = 0; c < m->n_std; c++)
 		if (!(m->std[c] > 0.0f))
 			return -ERANGE;
@@ -739,6 +758,10 @@ int wire_global_from_pb(const Fedvigil__V1__GlobalModel *m, const char *expect_f
 	g.percentile = m->percentile;
 	g.loss = m->loss;
 	g.n_agents = m->n_agents;
+	g.dp_epsilon = m->dp_epsilon;
+	g.dp_delta = m->dp_delta;
+	if (m->aggregation)
+		fv_strlcpy(g.aggregation, m->aggregation, sizeof(g.aggregation));
 	if (width == 2) {
 		g.params = malloc(np * sizeof(float));
 		if (!g.params)

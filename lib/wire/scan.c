@@ -25,6 +25,7 @@
 #define CHSTATS_MAX 128 /* 1 varint + 4 doubles: <= 56 bytes */
 #define SPEC_MAX 640    /* 17 + 16 varints of <= 5 bytes, 16 floats, 2 scalars */
 #define PARAMS_MAX ((size_t)FV_NN_MAX_PARAMS * 4)
+#define AGG_NAME_MAX 31 /* aggregation algorithm names ("trimmed_mean") */
 
 #define ONE(f, wt) { .field = (f), .wire_types = (wt), .max_count = 1, .max_bytes = 10 }
 
@@ -44,6 +45,7 @@ static const struct pb_rule hparams_rule[] = {
 	ONE(1, PB_VARINT), ONE(2, PB_VARINT), ONE(3, PB_FIXED32),
 	ONE(4, PB_VARINT), ONE(5, PB_VARINT),
 	ONE(20, PB_VARINT), ONE(21, PB_FIXED32), ONE(22, PB_FIXED32),
+	ONE(4, PB_VARINT), ONE(5, PB_VARINT), ONE(50, PB_FIXED32),
 };
 static const struct pb_rules hparams_rules = { hparams_rule, FV_ARRAY_SIZE(hparams_rule), 8 };
 
@@ -93,6 +95,7 @@ static const struct pb_rule announce_rule[] = {
 	  .max_bytes = (size_t)FV_MAX_SELECTED * FV_NAME_MAX, .err = -EDOM },
 	{ .field = 60, .wire_types = PB_LEN, .max_count = 1, .max_bytes = 64,
 	  .sub = &comp_rules },
+	ONE(14, PB_FIXED32),
 };
 const struct pb_rules pb_rules_announce = { announce_rule, FV_ARRAY_SIZE(announce_rule), 16 };
 
@@ -140,8 +143,28 @@ static const struct pb_rule global_rule[] = {
 	ONE(12, PB_FIXED32),
 	ONE(13, PB_VARINT),
 	ONE(16, PB_VARINT),
+	ONE(14, PB_FIXED32),
+	{ .field = 50, .wire_types = PB_LEN, .flags = PB_F_STRING, .max_count = 1,
+	  .max_bytes = AGG_NAME_MAX },
+	ONE(51, PB_FIXED64),
 };
 const struct pb_rules pb_rules_global = { global_rule, FV_ARRAY_SIZE(global_rule), 16 };
+
+static const struct pb_rule agg_rule[] = {
+	{ .field = 1, .wire_types = PB_LEN, .flags = PB_F_STRING, .max_count = 1,
+	  .max_bytes = AGG_NAME_MAX },
+	ONE(2, PB_VARINT),
+	{ .field = 3, .wire_types = PB_LEN, .max_count = 1, .max_bytes = PARAMS_MAX,
+	  .err = -EDOM },
+	{ .field = 4, .wire_types = PB_LEN, .max_count = 1, .max_bytes = PARAMS_MAX,
+	  .err = -EDOM },
+	{ .field = 5, .wire_types = PB_LEN | PB_FIXED64, .max_count = FV_DP_N_ORDERS,
+	  .max_bytes = FV_DP_N_ORDERS * 8, .err = -EDOM },
+	{ .field = 6, .wire_types = PB_LEN | PB_FIXED64, .max_count = FV_DP_N_ORDERS,
+	  .max_bytes = FV_DP_N_ORDERS * 8, .err = -EDOM },
+	ONE(7, PB_VARINT),
+};
+static const struct pb_rules agg_rules = { agg_rule, FV_ARRAY_SIZE(agg_rule), 8 };
 
 static const struct pb_rule state_rule[] = {
 	ONE(1, PB_VARINT),
@@ -149,6 +172,8 @@ static const struct pb_rule state_rule[] = {
 	ONE(3, PB_VARINT),
 	{ .field = 4, .wire_types = PB_LEN, .max_count = 1, .max_bytes = FV_MAX_MSG_BYTES,
 	  .sub = &pb_rules_global },
+	{ .field = 50, .wire_types = PB_LEN, .max_count = 1, .max_bytes = 2 * PARAMS_MAX + 4096,
+	  .sub = &agg_rules },
 };
 const struct pb_rules pb_rules_state = { state_rule, FV_ARRAY_SIZE(state_rule), 16 };
 

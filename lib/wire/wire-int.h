@@ -37,7 +37,7 @@ struct pb_rules {
 	size_t n_rules;             /* entries in rule (at most PB_MAX_RULES) */
 	uint32_t max_unknown;       /* unknown fields tolerated at this level */
 };
-#define PB_MAX_RULES 16
+#define PB_MAX_RULES 24
 
 /* Rules of the top-level messages (scan.c). */
 extern const struct pb_rules pb_rules_announce;

@@ -98,6 +98,9 @@ static void make_global(struct fv_global *g)
 	g->percentile = 99.5f;
 	g->loss = 0.0125f;
 	g->n_agents = 3;
+	g->dp_epsilon = 1.75f;
+	g->dp_delta = 1e-5;
+	snprintf(g->aggregation, sizeof(g->aggregation), "trimmed_mean");
 }
 
 static void make_announce(struct fv_announce *a, uint32_t n_sel)
@@ -113,6 +116,8 @@ static void make_announce(struct fv_announce *a, uint32_t n_sel)
 	a->hp.optim = FV_OPTIM_MOMENTUM;
 	a->hp.momentum = 0.85f;
 	a->hp.weight_decay = 1e-4f;
+	a->hp.prox_mu = 0.01f;
+	a->dp_epsilon = 0.5f;
 	a->deadline_ms = 1767225660000LL;
 	a->n_selected = n_sel;
 	if (n_sel) {
@@ -149,6 +154,9 @@ static void assert_global_equal(const struct fv_global *a, const struct fv_globa
 	assert_true(a->percentile == b->percentile);
 	assert_true(a->loss == b->loss);
 	assert_int_equal(a->n_agents, b->n_agents);
+	assert_true(a->dp_epsilon == b->dp_epsilon);
+	assert_true(a->dp_delta == b->dp_delta);
+	assert_string_equal(a->aggregation, b->aggregation);
 }
 
 /* ---- protobuf-level tampering: decode our encoding with protobuf-c,
@@ -327,6 +335,8 @@ static void test_announce_roundtrip(void **state)
 		assert_int_equal(d.hp.optim, a.hp.optim);
 		assert_true(d.hp.momentum == a.hp.momentum);
 		assert_true(d.hp.weight_decay == a.hp.weight_decay);
+		assert_true(d.hp.prox_mu == a.hp.prox_mu);
+		assert_true(d.dp_epsilon == a.dp_epsilon);
 		assert_true(d.deadline_ms == a.deadline_ms);
 		assert_int_equal(d.n_selected, a.n_selected);
 		for (uint32_t i = 0; i < a.n_selected; i++)
@@ -573,6 +583,31 @@ static void test_reject_global_fields(void **state)
 	m->header->schema_version = FV_SCHEMA_VERSION;
 	expect_global(buf, len, "other", -EXDEV);
 
+	/* DP fields: epsilon finite and >= 0, delta in [0, 1), a valid name. */
+	m->dp_epsilon = -1.0f;
+	repack(m, &b2, &l2);
+	expect_global(b2, l2, FLEET, -ERANGE);
+	free(b2);
+	m->dp_epsilon = INFINITY;
+	repack(m, &b2, &l2);
+	expect_global(b2, l2, FLEET, -ERANGE);
+	free(b2);
+	m->dp_epsilon = 1.0f;
+	m->dp_delta = 1.0;
+	repack(m, &b2, &l2);
+	expect_global(b2, l2, FLEET, -ERANGE);
+	free(b2);
+	m->dp_delta = 1e-5;
+	{
+		char *saved_agg = m->aggregation;
+
+		m->aggregation = (char *)"fed avg";
+		repack(m, &b2, &l2);
+		expect_global(b2, l2, FLEET, -EBADMSG);
+		free(b2);
+		m->aggregation = saved_agg;
+	}
+
 	/* Params count does not match the spec: one float short, one more. */
 	m->params.len -= 4;
 	repack(m, &b2, &l2);
@@ -720,6 +755,22 @@ static void test_reject_announce_fields(void **state)
 	make_announce(&a, 3);
 	assert_int_equal(fv_announce_encode(&a, &buf, &len), 0);
 	m = pb_of(&fedvigil__v1__round_announce__descriptor, buf, len);
+
+	/* FedProx mu and DP epsilon: finite, >= 0. */
+	m->hparams->prox_mu = -0.5f;
+	repack(m, &b2, &l2);
+	expect_announce(b2, l2, FLEET, -ERANGE);
+	free(b2);
+	m->hparams->prox_mu = NAN;
+	repack(m, &b2, &l2);
+	expect_announce(b2, l2, FLEET, -ERANGE);
+	free(b2);
+	m->hparams->prox_mu = 0.01f;
+	m->dp_epsilon = -1.0f;
+	repack(m, &b2, &l2);
+	expect_announce(b2, l2, FLEET, -ERANGE);
+	free(b2);
+	m->dp_epsilon = 0.5f;
 
 	/* One name too many (the encoder refuses to write it). */
 	names = calloc(FV_MAX_SELECTED + 1, sizeof(*names));
@@ -914,8 +965,62 @@ static void test_state_roundtrip(void **state)
 	assert_int_equal(d.kind, FV_ROUND_TRAIN);
 	assert_true(d.have_model);
 	assert_global_equal(&d.model, &s.model);
+	assert_false(d.have_agg);
 	fv_state_clear(&d);
 	free(buf);
+
+	/* With aggregator state: FedAdam moments and the privacy spent. */
+	size_t P = s.model.n_params;
+	float *m = malloc(P * sizeof(float)), *v = malloc(P * sizeof(float));
+	double rdp[FV_DP_N_ORDERS];
+
+	assert_non_null(m);
+	assert_non_null(v);
+	for (size_t j = 0; j < P; j++) {
+		m[j] = (float)cos((double)j) * 1e-3f;
+		v[j] = (float)j * 1e-7f;
+	}
+	for (int o = 0; o < FV_DP_N_ORDERS; o++)
+		rdp[o] = 0.01 * o;
+	s.have_agg = true;
+	s.agg = (struct fv_agg_state){ .algo = FV_AGG_FEDADAM, .steps = 41, .n_params = P,
+				       .m = m, .v = v, .n_orders = FV_DP_N_ORDERS,
+				       .orders = (double *)(uintptr_t)fv_dp_orders, .rdp = rdp,
+				       .dp_rounds = 40 };
+	assert_int_equal(fv_state_encode(&s, &buf, &len), 0);
+	memset(&d, 0, sizeof(d));
+	assert_int_equal(fv_state_decode(buf, len, &d), 0);
+	assert_true(d.have_agg);
+	assert_int_equal(d.agg.algo, FV_AGG_FEDADAM);
+	assert_true(d.agg.steps == 41 && d.agg.dp_rounds == 40);
+	assert_int_equal(d.agg.n_params, P);
+	assert_memory_equal(d.agg.m, m, P * sizeof(float));
+	assert_memory_equal(d.agg.v, v, P * sizeof(float));
+	assert_int_equal(d.agg.n_orders, FV_DP_N_ORDERS);
+	assert_memory_equal(d.agg.orders, fv_dp_orders, sizeof(fv_dp_orders));
+	assert_memory_equal(d.agg.rdp, rdp, sizeof(rdp));
+	fv_state_clear(&d);
+	free(buf);
+
+	/* Moments that do not match the model's size are a shape error. */
+	s.agg.n_params = P - 1;
+	assert_int_equal(fv_state_encode(&s, &buf, &len), 0);
+	expect_state(buf, len, -EDOM);
+	free(buf);
+	/* FedAvgM: momentum only, no v. */
+	s.agg = (struct fv_agg_state){ .algo = FV_AGG_FEDAVGM, .steps = 3, .n_params = P, .m = m };
+	assert_int_equal(fv_state_encode(&s, &buf, &len), 0);
+	memset(&d, 0, sizeof(d));
+	assert_int_equal(fv_state_decode(buf, len, &d), 0);
+	assert_int_equal(d.agg.algo, FV_AGG_FEDAVGM);
+	assert_null(d.agg.v);
+	assert_int_equal(d.agg.n_orders, 0);
+	fv_state_clear(&d);
+	free(buf);
+	s.have_agg = false;
+	memset(&s.agg, 0, sizeof(s.agg));
+	free(m);
+	free(v);
 	fv_state_clear(&s);
 
 	/* No model yet (statistics round 0). */
