@@ -467,6 +467,9 @@ static void do_train_round(struct agent *a)
 	ao.lr = hp->lr;
 	ao.momentum = hp->momentum;
 	ao.weight_decay = hp->weight_decay;
+	/* FedProx: pull the local weights towards the round's base model. */
+	ao.prox_mu = hp->prox_mu;
+	ao.prox_base = a->gm.params;
 	/* The announcement comes from the network: bound the work it asks for. */
 	r = fv_model_train(tm, x, N, FV_MIN(hp->epochs, MAX_EPOCHS), batch, &ao, hp->seed, &loss);
 	if (r < 0 || !isfinite(loss)) {

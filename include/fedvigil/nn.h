@@ -195,6 +195,12 @@ struct fv_train_opts {
 	float beta2;        /* FV_OPTIM_ADAM: 0.999 */
 	float eps;          /* FV_OPTIM_ADAM: 1e-8 */
 	float weight_decay; /* L2 coefficient, >= 0 */
+	/* FedProx (Li et al. 2020): fv_model_train() adds
+	 * prox_mu * (params - prox_base) to every gradient before the step,
+	 * the gradient of (prox_mu / 2) |w - w_base|^2. 0 / NULL = off.
+	 * prox_base: nparams floats, borrowed for the call. */
+	float prox_mu;      /* >= 0 */
+	const float *prox_base;
 };
 #define FV_TRAIN_DEFAULTS                                                               \
 	{ .optim = FV_OPTIM_ADAM, .lr = 1e-3f, .momentum = 0.9f, .beta1 = 0.9f,         \
@@ -202,6 +208,9 @@ struct fv_train_opts {
 /* 0 if the options are usable (finite, in the ranges above), else -EINVAL. */
 int fv_train_opts_validate(const struct fv_train_opts *o);
 
+/* grads += mu * (params - base): the proximal term of FedProx, for the
+ * gradients currently in fv_model_grads(). base: nparams floats. */
+void fv_model_prox_grad(struct fv_model *m, float mu, const float *base);
 /* Zero the optimiser state (moments, velocity, step count). */
 void fv_model_optim_reset(struct fv_model *m);
 /* One optimiser step with the gradients currently in fv_model_grads()

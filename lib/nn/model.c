@@ -364,6 +364,12 @@ static void adam_update(float *restrict p, const float *restrict g, float *restr
 	}
 }
 
+void fv_model_prox_grad(struct fv_model *m, float mu, const float *base)
+{
+	for (size_t i = 0; i < m->nparams; i++)
+		m->grads[i] += mu * (m->params[i] - base[i]);
+}
+
 int fv_model_step(struct fv_model *m, const struct fv_train_opts *o)
 {
 	float *restrict p = m->params, *restrict v = m->opt_m;
@@ -461,6 +467,8 @@ int fv_model_train(struct fv_model *m, const float *data, size_t N, uint32_t epo
 			if (m->kind->draw_masks)
 				m->kind->draw_masks(m, B);
 			grad(m, in, m->batch, B, true, o->weight_decay, NULL, &loss);
+			if (o->prox_mu > 0.0f && o->prox_base)
+				fv_model_prox_grad(m, o->prox_mu, o->prox_base);
 			fv_model_step(m, o);
 			epoch_loss += (double)loss * B;
 		}

@@ -274,6 +274,8 @@ int fv_train_opts_validate(const struct fv_train_opts *o)
 		return -EINVAL;
 	if (!(o->weight_decay >= 0.0f && o->weight_decay < INFINITY))
 		return -EINVAL;
+	if (!(o->prox_mu >= 0.0f && o->prox_mu < INFINITY))
+		return -EINVAL;
 	if (o->optim == FV_OPTIM_MOMENTUM && !(o->momentum >= 0.0f && o->momentum < 1.0f))
 		return -EINVAL;
 	if (o->optim == FV_OPTIM_ADAM &&

@@ -456,6 +456,111 @@ static void test_train_reduces_loss(void **state)
 	fv_model_free(m);
 }
 
+/* FedProx: the gradient of J(w) = loss(w) + mu/2 |w - b|^2 is
+ * grad loss + mu (w - b); central differences of J against it. */
+static void test_prox_grad(void **state)
+{
+	const uint32_t B = 4, sizes[] = { 5, 3, 5 };
+	const enum fv_act acts[] = { FV_ACT_TANH, FV_ACT_LINEAR };
+	struct fv_model_spec s = make_spec(2, sizes, acts);
+	struct fv_model *m = fv_model_new(&s, B);
+	const float mu = 0.7f;
+	const double eps = 1e-3;
+	float x[4 * 5], *base, *g, loss;
+	struct fv_rng r;
+	size_t P;
+
+	(void)state;
+	assert_non_null(m);
+	P = fv_model_nparams(m);
+	base = malloc(P * sizeof(float));
+	g = malloc(P * sizeof(float));
+	fv_rng_seed(&r, 3);
+	fill_uniform(x, B * 5, &r, -1.0, 1.0);
+	fv_model_init(m, 3);
+	for (size_t i = 0; i < P; i++) /* the base: 0.3 away, either side */
+		base[i] = fv_model_params(m)[i] + (i % 2 ? 0.3f : -0.3f);
+	assert_int_equal(fv_model_grad(m, x, B, &loss), 0);
+	fv_model_prox_grad(m, mu, base);
+	memcpy(g, fv_model_grads(m), P * sizeof(float));
+	for (size_t i = 0; i < P; i++) {
+		float *p = fv_model_params(m), orig = p[i], lp, lm;
+		double jp, jm, fd, hp, hm;
+
+		p[i] = (float)(orig + eps);
+		hp = (double)p[i] - base[i];
+		fv_model_grad(m, x, B, &lp);
+		p[i] = (float)(orig - eps);
+		hm = (double)p[i] - base[i];
+		fv_model_grad(m, x, B, &lm);
+		p[i] = orig;
+		/* Only coordinate i of |w - b|^2 changes. */
+		jp = lp + 0.5 * mu * hp * hp;
+		jm = lm + 0.5 * mu * hm * hm;
+		fd = (jp - jm) / ((double)(float)(orig + eps) - (float)(orig - eps));
+		if (fabs(fd - g[i]) > 1e-2 * fmax(fabs(fd), fabs(g[i])) + 5e-4)
+			fail_msg("param %zu: analytic %.6g, numeric %.6g", i, g[i], fd);
+	}
+	free(base);
+	free(g);
+	fv_model_free(m);
+}
+
+/* Training with the proximal term: mu = 0 (or no base) is plain training,
+ * bit for bit; a large mu keeps the weights near the base. */
+static void test_train_prox(void **state)
+{
+	const size_t N = 256;
+	float *data = manifold_data(N, 9), *base, l0, l1;
+	struct fv_model *m = ae_8_4_2_4_8(32), *m2 = ae_8_4_2_4_8(32);
+	struct fv_train_opts o = FV_TRAIN_DEFAULTS;
+	double dist[3];
+	const float mus[3] = { 0.0f, 0.1f, 10.0f };
+	size_t P;
+
+	(void)state;
+	P = fv_model_nparams(m);
+	base = malloc(P * sizeof(float));
+	fv_model_init(m, 4);
+	memcpy(base, fv_model_params(m), P * sizeof(float));
+	o.lr = 1e-2f;
+	for (int k = 0; k < 3; k++) {
+		double d = 0;
+
+		assert_int_equal(fv_model_set_params(m, base, P), 0);
+		fv_model_optim_reset(m);
+		o.prox_mu = mus[k];
+		o.prox_base = base;
+		assert_int_equal(fv_model_train(m, data, N, 20, 32, &o, 5, &l1), 0);
+		for (size_t i = 0; i < P; i++)
+			d += ((double)fv_model_params(m)[i] - base[i]) *
+			     ((double)fv_model_params(m)[i] - base[i]);
+		dist[k] = sqrt(d);
+		if (k == 0) {
+			/* Without the option at all: the same bits. */
+			struct fv_train_opts plain = FV_TRAIN_DEFAULTS;
+
+			plain.lr = 1e-2f;
+			fv_model_set_params(m2, base, P);
+			fv_model_optim_reset(m2);
+			assert_int_equal(fv_model_train(m2, data, N, 20, 32, &plain, 5, &l0), 0);
+			assert_memory_equal(fv_model_params(m2), fv_model_params(m),
+					    P * sizeof(float));
+			assert_true(l0 == l1);
+		}
+	}
+	print_message("prox: |w - base| = %.4f (mu 0), %.4f (0.1), %.4f (10)\n", dist[0],
+		      dist[1], dist[2]);
+	assert_true(dist[1] < dist[0]);
+	assert_true(dist[2] < 0.5 * dist[1]);
+	o.prox_mu = -1.0f;
+	assert_int_equal(fv_model_train(m, data, N, 1, 32, &o, 5, &l1), -EINVAL);
+	free(base);
+	free(data);
+	fv_model_free(m);
+	fv_model_free(m2);
+}
+
 static void test_determinism(void **state)
 {
 	const size_t N = 100; /* not a multiple of the batch: a partial batch */
@@ -1088,6 +1193,8 @@ int main(void)
 		cmocka_unit_test(test_grad_mixed),
 		cmocka_unit_test(test_adam_first_step),
 		cmocka_unit_test(test_train_reduces_loss),
+		cmocka_unit_test(test_prox_grad),
+		cmocka_unit_test(test_train_prox),
 		cmocka_unit_test(test_determinism),
 		cmocka_unit_test(test_matmul_fast_vs_ref),
 		cmocka_unit_test(test_score_matches_forward),
