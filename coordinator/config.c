@@ -29,6 +29,8 @@ static const char *const thr_names[] = { "percentile", "meanstd", "pot", NULL };
 	{ sec, key, FV_CFG_DOUBLE, def, lo, hi, NULL, FIELD(f), help }
 #define K_ENUM(sec, key, f, def, names, help) \
 	{ sec, key, FV_CFG_ENUM, def, 0, 0, names, FIELD(f), help }
+#define K_BOOL(sec, key, f, def, help) \
+	{ sec, key, FV_CFG_BOOL, def, 0, 0, NULL, FIELD(f), help }
 
 /* 2^53 - 1: the largest integer a double bound holds exactly. */
 #define SEED_MAX 9007199254740991.0
@@ -109,6 +111,36 @@ const struct fv_cfg_key coord_cfg_keys[] = {
 	      "alert threshold = the method's value * margin"),
 
 	FV_MQTT_TLS_KEYS(struct coord_config, tls),
+	K_ENUM("aggregation", "algorithm", algorithm, "fedavg", fv_agg_algo_names,
+	       "how updates become the next model (docs/federation.md)"),
+	K_DBL("aggregation", "server_lr", server_lr, "0", 0.0, 100.0,
+	      "server learning rate; 0 = 0.01 for fedadam/fedyogi/fedadagrad, else 1"),
+	K_DBL("aggregation", "server_momentum", server_momentum, "0.9", 0.0, 0.999,
+	      "fedavgm: server momentum"),
+	K_DBL("aggregation", "beta1", beta1, "0.9", 0.0, 0.999,
+	      "fedadam/fedyogi/fedadagrad: first-moment decay"),
+	K_DBL("aggregation", "beta2", beta2, "0.99", 0.0, 0.99999,
+	      "fedadam/fedyogi: second-moment decay"),
+	K_DBL("aggregation", "tau", tau, "0.001", 1e-9, 10.0,
+	      "fedadam/fedyogi/fedadagrad: adaptivity (sqrt of the initial v)"),
+	K_DBL("aggregation", "trim_beta", trim_beta, "0.1", 0.01, 0.49,
+	      "trimmed_mean: share of updates cut at each end, per coordinate"),
+	K_INT("aggregation", "krum_f", krum_f, "1", 0, FV_MAX_SELECTED,
+	      "krum/multi_krum: Byzantine agents tolerated (needs >= 2f+3 updates)"),
+	K_INT("aggregation", "krum_m", krum_m, "0", 0, FV_MAX_SELECTED,
+	      "multi_krum: updates averaged (0 = updates - krum_f)"),
+	K_DBL("aggregation", "clip_norm", clip_norm, "0", 0.0, 1e9,
+	      "scale every update to at most this L2 norm first (0 = off; dp: C)"),
+	K_DBL("aggregation", "prox_mu", prox_mu, "0", 0.0, 1000.0,
+	      "FedProx mu sent to the agents (any algorithm; fedprox needs > 0)"),
+	K_BOOL("aggregation", "dp", dp, "false",
+	       "client-level differential privacy: clip, add noise, account epsilon"),
+	K_DBL("aggregation", "dp_noise", dp_noise, "1.0", 0.01, 1000.0,
+	      "dp: noise multiplier sigma (noise std on the sum = sigma * clip_norm)"),
+	K_DBL("aggregation", "dp_delta", dp_delta, "1e-5", 1e-12, 0.1,
+	      "dp: delta at which epsilon is reported"),
+	K_INT("aggregation", "dp_seed", dp_seed, "0", 0, SEED_MAX,
+	      "dp: noise seed; 0 = secret random (a known seed voids the privacy)"),
 };
 
 const size_t coord_cfg_nkeys = FV_ARRAY_SIZE(coord_cfg_keys);
@@ -202,6 +234,30 @@ int coord_config_finish(struct coord_config *c, char *err, size_t errlen)
 		if (r < 0) {
 			snprintf(err, errlen, "model.dropout = %g / model.noise = %g: out of range",
 				 c->dropout, c->noise);
+			return -EINVAL;
+		}
+	}
+	c->agg = (struct fv_agg_config)FV_AGG_CONFIG_DEFAULTS;
+	c->agg.algo = (enum fv_agg_algo)c->algorithm;
+	c->agg.server_lr = c->server_lr;
+	c->agg.momentum = c->server_momentum;
+	c->agg.beta1 = c->beta1;
+	c->agg.beta2 = c->beta2;
+	c->agg.tau = c->tau;
+	c->agg.trim_beta = c->trim_beta;
+	c->agg.krum_f = (uint32_t)c->krum_f;
+	c->agg.krum_m = (uint32_t)c->krum_m;
+	c->agg.clip_norm = c->clip_norm;
+	c->agg.prox_mu = c->prox_mu;
+	c->agg.dp = c->dp;
+	c->agg.dp_noise = c->dp_noise;
+	c->agg.dp_delta = c->dp_delta;
+	c->agg.dp_seed = (uint64_t)c->dp_seed;
+	{
+		char why[200];
+
+		if (fv_agg_config_check(&c->agg, why, sizeof(why)) < 0) {
+			snprintf(err, errlen, "[aggregation] %s", why);
 			return -EINVAL;
 		}
 	}

@@ -33,7 +33,7 @@
 
 #define STATE_FILE "coordinator.state"
 /* A state file holds one model plus a small header. */
-#define STATE_MAX_BYTES (FV_MAX_MSG_BYTES + 4096)
+#define STATE_MAX_BYTES (FV_MAX_STATE_BYTES + 4096)
 /* Agent state payloads are tiny JSON objects; larger ones are not parsed. */
 #define AGENT_STATE_MAX 4096
 /* Weights above this are clamped: one agent cannot claim 2^64 windows. */
@@ -57,6 +57,9 @@ struct coord {
 
 	bool have_model;                /* model is valid */
 	struct fv_global model;         /* current global model (owned) */
+	struct fv_agg *agg;             /* aggregator for model (owned); NULL before v1 */
+	float *new_params;              /* model.n_params scratch for the aggregate */
+	double sample_rate;             /* selected / live of this round (DP's q) */
 
 	enum coord_phase phase;
 	uint64_t round;                 /* round being run (next to close) */
@@ -76,6 +79,8 @@ struct coord {
 	int64_t settle_until;           /* no new selection before (monotonic) */
 	uint64_t rejected[FV_REJ__MAX]; /* rejections since the last close */
 	struct fv_ratelimit rl;         /* bounds rejection log lines */
+	struct fv_agg_result agg_res;   /* what the last training close did */
+	uint32_t n_excluded;            /* updates the rule left out of it */
 };
 
 /* ---- publishing ---- */
@@ -186,6 +191,8 @@ static void publish_announce(struct coord *co)
 	a.hp.optim = (enum fv_optim)co->cfg->optimizer;
 	a.hp.momentum = (float)co->cfg->momentum;
 	a.hp.weight_decay = (float)co->cfg->weight_decay;
+	a.hp.prox_mu = (float)co->cfg->prox_mu;
+	a.dp_epsilon = co->have_model ? co->model.dp_epsilon : 0.0f;
 	a.deadline_ms = co->deadline_wall;
 	a.n_selected = co->n_sel;
 	a.selected = co->sel; /* borrowed: not cleared below */
@@ -240,6 +247,10 @@ static int persist(struct coord *co)
 	st.have_model = co->have_model;
 	if (co->have_model)
 		st.model = co->model; /* shallow: encode only reads it */
+	if (co->agg) {
+		st.have_agg = true;
+		fv_agg_state_view(co->agg, &st.agg); /* borrowed too */
+	}
 	r = fv_state_encode(&st, &buf, &len);
 	if (r < 0) {
 		fv_log(FV_LOG_ERR, "cannot encode the coordinator state: %s", fv_strerror(r));
@@ -253,6 +264,31 @@ static int persist(struct coord *co)
 		fv_log(FV_LOG_ERR, "cannot write %s: %s", co->state_path, fv_strerror(r));
 	free(buf);
 	return r;
+}
+
+/* A fresh aggregator (and its output scratch) for n_params parameters,
+ * replacing the old one only on success. 0 or -errno, logged. */
+static int make_agg(struct coord *co, size_t n_params)
+{
+	struct fv_agg *a = fv_agg_new(&co->cfg->agg, n_params, FV_MAX_SELECTED);
+	float *p = malloc(n_params * sizeof(float));
+	int r = -errno;
+
+	if (!a || !p) {
+		if (!a)
+			fv_log(FV_LOG_ERR, "cannot create the %s aggregator: %s",
+			       fv_agg_algo_name(co->cfg->agg.algo), fv_strerror(r));
+		else
+			fv_log(FV_LOG_ERR, "out of memory for the aggregator");
+		fv_agg_free(a);
+		free(p);
+		return a ? -ENOMEM : r;
+	}
+	fv_agg_free(co->agg);
+	free(co->new_params);
+	co->agg = a;
+	co->new_params = p;
+	return 0;
 }
 
 /* Load the state file into co. 0 (also when there is none) or -errno with
@@ -328,6 +364,29 @@ static int load_state(struct coord *co)
 		co->model = st.model;
 		memset(&st.model, 0, sizeof(st.model)); /* ownership moved */
 		co->have_model = true;
+	}
+	if (co->have_model) {
+		r = make_agg(co, co->model.n_params);
+		if (r < 0)
+			goto fail;
+		if (st.have_agg) {
+			r = fv_agg_set_state(co->agg, &st.agg);
+			if (r < 0) {
+				fv_log(FV_LOG_ERR,
+				       "state file %s: aggregator state unusable (%s); refusing to "
+				       "start, since the privacy spent would be lost (--reset to "
+				       "start over)",
+				       co->state_path, fv_strerror(r));
+				goto fail;
+			}
+			if (r == 1)
+				fv_log(FV_LOG_NOTICE,
+				       "state file %s: server-optimizer state of '%s' dropped: "
+				       "aggregation.algorithm is now '%s'",
+				       co->state_path,
+				       fv_agg_algo_name((enum fv_agg_algo)st.agg.algo),
+				       fv_agg_algo_name(cfg->agg.algo));
+		}
 	}
 	co->round = st.round;
 	co->kind = st.kind;
@@ -446,6 +505,10 @@ static int select_and_announce(struct coord *co, int64_t now)
 	if (n == 0)
 		return -ENODATA;
 	co->n_sel = (uint32_t)n;
+	/* The DP accountant's sampling rate: the largest share of live agents
+	 * any announcement of this round selected. */
+	co->sample_rate = FV_MAX(co->sample_rate, co->n_live ? FV_MIN(1.0, (double)n / co->n_live)
+							     : 1.0);
 	if (co->cap_upd < co->n_sel) {
 		struct fv_update *u = realloc(co->upd, sizeof(*u) * co->n_sel);
 
@@ -500,6 +563,7 @@ static void start_round(struct coord *co, int64_t now)
 	clear_updates(co);
 	co->n_sel = 0;
 	co->extensions = 0;
+	co->sample_rate = 0.0;
 	/* The statistics round waits for min_agents; later rounds run with
 	 * whoever is live (the selection is capped at the live count). */
 	need = co->kind == FV_ROUND_STATS ? (uint32_t)co->cfg->min_agents : 1;
@@ -597,6 +661,11 @@ static int close_stats(struct coord *co)
 	g.percentile = (float)cfg->percentile;
 	g.loss = 0.0f;
 	g.n_agents = co->n_upd;
+	fv_strlcpy(g.aggregation, fv_agg_algo_name(cfg->agg.algo), sizeof(g.aggregation));
+	g.dp_delta = cfg->agg.dp ? cfg->agg.dp_delta : 0.0;
+	r = make_agg(co, g.n_params);
+	if (r < 0)
+		goto fail;
 
 	fv_global_clear(&co->model);
 	co->model = g;
@@ -611,69 +680,104 @@ fail:
 	return r;
 }
 
-/* Training round: FedAvg of the deltas, merged histograms -> threshold. */
+/* Names of the updates the rule left out (Krum), comma-separated into buf. */
+static uint32_t excluded_list(const struct coord *co, const bool *used, char *buf, size_t len)
+{
+	size_t off = 0;
+	uint32_t n = 0;
+
+	buf[0] = '\0';
+	for (uint32_t i = 0; i < co->n_upd; i++) {
+		if (used[i])
+			continue;
+		if (off < len) {
+			int w = snprintf(buf + off, len - off, "%s%s", n ? "," : "",
+					 co->upd[i].h.sender);
+
+			off = w < 0 ? len : off + (size_t)w;
+			if (off >= len && len > 4)
+				snprintf(buf + len - 4, 4, "...");
+		}
+		n++;
+	}
+	return n;
+}
+
+/* Training round: the configured aggregation of the deltas (fl.h), merged
+ * histograms -> threshold. */
 static int close_train(struct coord *co)
 {
+	const struct coord_config *cfg = co->cfg;
 	struct fv_global *g = &co->model;
-	const float **deltas = NULL;
-	uint64_t *weights = NULL;
-	float *avg = NULL, *params = NULL;
+	struct fv_agg_update *up = NULL;
+	struct fv_agg_result res;
 	struct fv_hist hist;
+	bool *used = NULL;
 	double loss = 0.0, wsum = 0.0, score;
 	uint32_t k = co->n_upd;
+	char excl[256];
+	float *old;
 	int r = -ENOMEM;
 
-	deltas = malloc(sizeof(*deltas) * k);
-	weights = malloc(sizeof(*weights) * k);
-	avg = malloc(sizeof(float) * g->n_params);
-	params = malloc(sizeof(float) * g->n_params);
-	if (!deltas || !weights || !avg || !params)
+	up = malloc(sizeof(*up) * k);
+	used = malloc(sizeof(*used) * k);
+	if (!up || !used)
 		goto out;
 	fv_hist_init(&hist);
 	for (uint32_t i = 0; i < k; i++) {
 		const struct fv_update *u = &co->upd[i];
 
-		deltas[i] = u->delta;
-		weights[i] = FV_MIN(u->n_samples, WEIGHT_MAX);
-		loss += (double)weights[i] * u->loss;
-		wsum += (double)weights[i];
+		up[i].name = u->h.sender;
+		up[i].delta = u->delta;
+		up[i].n_samples = FV_MIN(u->n_samples, WEIGHT_MAX);
+		loss += (double)up[i].n_samples * u->loss;
+		wsum += (double)up[i].n_samples;
 		fv_hist_merge(&hist, &u->hist);
 	}
-	r = fv_agg_fedavg(avg, (const float *const *)deltas, weights, k, g->n_params);
+	r = fv_agg_round(co->agg, g->params, up, k, co->sample_rate, co->round, co->new_params,
+			 used, &res);
 	if (r < 0) {
-		fv_log(FV_LOG_WARNING, "round %" PRIu64 ": aggregation failed: %s", co->round,
-		       fv_strerror(r));
+		fv_log(FV_LOG_WARNING, "round %" PRIu64 ": aggregation (%s) failed: %s%s",
+		       co->round, fv_agg_algo_name(cfg->agg.algo), fv_strerror(r),
+		       r == -ERANGE ? " (a non-finite result); discarding the round" : "");
 		goto out;
 	}
-	for (size_t i = 0; i < g->n_params; i++) {
-		params[i] = g->params[i] + avg[i];
-		if (!isfinite(params[i])) {
-			fv_log(FV_LOG_WARNING,
-			       "round %" PRIu64 ": aggregated parameter %zu is not finite; "
-			       "discarding the round",
-			       co->round, i);
-			r = -ERANGE;
-			goto out;
-		}
-	}
-	free(g->params);
-	g->params = params;
-	params = NULL;
-	if (fv_thr_from_hist(&hist, &co->cfg->rule, &score) == 0 && score > 0.0 &&
-	    score < FLT_MAX)
+	/* The new parameters replace the old; the old array becomes the
+	 * scratch of the next round (no allocation per round). */
+	old = g->params;
+	g->params = co->new_params;
+	co->new_params = old;
+	co->agg_res = res;
+	co->n_excluded = excluded_list(co, used, excl, sizeof(excl));
+	if (co->n_excluded)
+		fv_log(FV_LOG_INFO, "round %" PRIu64 ": %s left out %u of %u updates: %s",
+		       co->round, fv_agg_algo_name(cfg->agg.algo), co->n_excluded, k, excl);
+	if (!res.robust_ok)
+		fv_log(FV_LOG_WARNING,
+		       "round %" PRIu64 ": %s got %u updates, fewer than its assumption needs "
+		       "(%s); aggregated anyway, without the robustness guarantee",
+		       co->round, fv_agg_algo_name(cfg->agg.algo), k,
+		       cfg->agg.algo == FV_AGG_MEDIAN	     ? "at least 3"
+		       : cfg->agg.algo == FV_AGG_TRIMMED_MEAN ? "trim_beta * updates >= 1"
+							      : "2 * krum_f + 3");
+	if (fv_thr_from_hist(&hist, &cfg->rule, &score) == 0 && score > 0.0 && score < FLT_MAX)
 		g->threshold = (float)score;
 	/* else: no scores this round, keep the previous threshold */
-	g->percentile = (float)co->cfg->percentile;
+	g->percentile = (float)cfg->percentile;
 	g->loss = wsum > 0 ? (float)(loss / wsum) : 0.0f;
 	fill_hdr(co, &g->h, co->round, g->version);
 	g->version++;
 	g->n_agents = k;
+	fv_strlcpy(g->aggregation, fv_agg_algo_name(cfg->agg.algo), sizeof(g->aggregation));
+	/* Privacy spent stays spent, also once dp is switched off. */
+	if (res.dp_epsilon > 0.0) {
+		g->dp_epsilon = (float)FV_MIN(res.dp_epsilon, (double)FLT_MAX);
+		g->dp_delta = cfg->agg.dp ? cfg->agg.dp_delta : g->dp_delta;
+	}
 	r = 0;
 out:
-	free(deltas);
-	free(weights);
-	free(avg);
-	free(params);
+	free(up);
+	free(used);
 	return r;
 }
 
@@ -702,6 +806,36 @@ static void publish_metrics(struct coord *co, uint64_t round, enum fv_round_kind
 	cJSON_AddNumberToObject(o, "selected", co->n_sel);
 	cJSON_AddNumberToObject(o, "loss", json_float(co->model.loss));
 	cJSON_AddNumberToObject(o, "threshold", json_float(co->model.threshold));
+	if (kind == FV_ROUND_TRAIN) {
+		const struct fv_agg_result *res = &co->agg_res;
+		cJSON *ag = cJSON_AddObjectToObject(o, "aggregation"), *dp;
+
+		if (ag) {
+			cJSON_AddStringToObject(ag, "algorithm",
+						fv_agg_algo_name(co->cfg->agg.algo));
+			cJSON_AddNumberToObject(ag, "used", res->n_used);
+			cJSON_AddNumberToObject(ag, "excluded", co->n_excluded);
+			cJSON_AddNumberToObject(ag, "trimmed", res->n_trimmed);
+			cJSON_AddNumberToObject(ag, "clipped", res->n_clipped);
+			cJSON_AddBoolToObject(ag, "robust_ok", res->robust_ok);
+			cJSON_AddNumberToObject(ag, "step_norm", json_float((float)res->step_norm));
+			cJSON_AddNumberToObject(ag, "steps", (double)res->steps);
+		}
+		if (co->cfg->agg.dp || co->model.dp_epsilon > 0.0f) {
+			dp = cJSON_AddObjectToObject(o, "dp");
+			if (dp) {
+				cJSON_AddBoolToObject(dp, "enabled", co->cfg->agg.dp);
+				cJSON_AddNumberToObject(dp, "epsilon",
+							json_float(co->model.dp_epsilon));
+				cJSON_AddNumberToObject(dp, "delta", co->model.dp_delta);
+				cJSON_AddNumberToObject(dp, "order", res->dp_order);
+				cJSON_AddNumberToObject(dp, "noise", co->cfg->agg.dp_noise);
+				cJSON_AddNumberToObject(dp, "clip_norm", co->cfg->agg.clip_norm);
+				cJSON_AddNumberToObject(dp, "sample_rate",
+							json_float((float)co->sample_rate));
+			}
+		}
+	}
 	rej = cJSON_AddObjectToObject(o, "rejected");
 	for (int i = 0; rej && i < FV_REJ__MAX; i++)
 		cJSON_AddNumberToObject(rej, fv_reject_name((enum fv_reject)i),
@@ -901,6 +1035,8 @@ void coord_free(struct coord *co)
 	clear_updates(co);
 	free(co->upd);
 	fv_global_clear(&co->model);
+	fv_agg_free(co->agg);
+	free(co->new_params);
 	free(co->live);
 	free(co->sel);
 	free(co);

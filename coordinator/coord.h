@@ -9,6 +9,7 @@
 
 #include "fedvigil/cfg.h"
 #include "fedvigil/mqtt.h"
+#include "fedvigil/fl.h"
 #include "fedvigil/nn.h"
 #include "fedvigil/threshold.h"
 #include "fedvigil/util.h"
@@ -66,8 +67,22 @@ struct coord_config {
 	double margin;               /* threshold = method's value * margin */
 	/* [tls] */
 	struct fv_mqtt_tls tls;      /* CA, client certificate, verification */
+	/* [aggregation] (fl.h struct fv_agg_config) */
+	int algorithm;               /* enum fv_agg_algo */
+	double server_lr;            /* 0 = the algorithm's default */
+	double server_momentum;      /* FedAvgM */
+	double beta1, beta2, tau;    /* FedAdam / FedYogi / FedAdagrad */
+	double trim_beta;            /* trimmed_mean */
+	long long krum_f, krum_m;    /* krum / multi_krum */
+	double clip_norm;            /* 0 = no clipping */
+	double prox_mu;              /* FedProx mu sent to the agents */
+	bool dp;                     /* client-level differential privacy */
+	double dp_noise;             /* noise multiplier sigma */
+	double dp_delta;             /* delta of the reported epsilon */
+	long long dp_seed;           /* 0 = secret random seed */
 
 	/* Derived by coord_config_finish(), not keys. */
+	struct fv_agg_config agg;    /* the [aggregation] keys, checked */
 	struct fv_model_spec spec;   /* autoencoder built from [model] */
 	uint32_t preset_nominal;     /* the preset's published input width (0: custom) */
 	enum fv_log_level level;     /* log_level as enum fv_log_level */

@@ -549,6 +549,102 @@ static void test_state_refused(void **state)
 	assert_null(info(f->co).model);
 }
 
+/* Run coordinator co (fresh or resumed) through training rounds up to and
+ * including `last`: two agents, deltas that differ per round and agent. */
+static void run_train_rounds(struct coord *co, int64_t *t, uint64_t last)
+{
+	for (;;) {
+		struct coord_info in;
+
+		*t += 1000;
+		coord_tick(co, *t, 200);
+		in = info(co);
+		if (in.phase != COORD_COLLECT || in.round > last)
+			return;
+		assert_int_equal(in.kind, FV_ROUND_TRAIN);
+		send_train(co, "a-agent", in.round, in.model->version, in.model->n_params,
+			   0.01f * (float)in.round, 100, 1.0f, 0.5);
+		send_train(co, "b-agent", in.round, in.model->version, in.model->n_params,
+			   -0.03f / (float)in.round, 300, 1.0f, 0.5);
+		assert_int_equal(info(co).round, in.round + 1);
+	}
+}
+
+static struct coord *start_fleet(const struct coord_config *cfg, int64_t *t)
+{
+	struct coord *co = coord_new(cfg, NULL, false);
+
+	assert_non_null(co);
+	coord_on_connected(co);
+	birth(co, "a-agent", "{\"state\":\"online\"}");
+	birth(co, "b-agent", "{\"state\":\"online\"}");
+	*t = fv_now_mono_ms() + 1000;
+	coord_tick(co, *t, 200);
+	if (info(co).round == 0) {
+		send_stats(co, "a-agent", 2, 0.0);
+		send_stats(co, "b-agent", 2, 10.0);
+	}
+	return co;
+}
+
+/* FedAdam with DP: a coordinator stopped after round 2 and restarted from
+ * its state file ends round 4 with the same bits (params, moments, epsilon)
+ * as one that ran through. */
+static void test_resume_optimizer_state(void **state)
+{
+	struct fixture *f = *state;
+	struct coord_config cfg = f->cfg;
+	char dir2[64], path2[128], err[256];
+	struct coord *ref, *co;
+	struct coord_info a, b;
+	int64_t t;
+	float eps2;
+
+	snprintf(dir2, sizeof(dir2), "/tmp/fvcoordXXXXXX");
+	assert_non_null(mkdtemp(dir2));
+	snprintf(path2, sizeof(path2), "%s/coordinator.state", dir2);
+	cfg.rounds = 4;
+	cfg.algorithm = FV_AGG_FEDADAM;
+	cfg.dp = true;
+	cfg.clip_norm = 0.05;
+	cfg.dp_noise = 1.0;
+	cfg.dp_seed = 77;
+	assert_int_equal(coord_config_finish(&cfg, err, sizeof(err)), 0);
+
+	/* straight through, in dir2 */
+	struct coord_config cref = cfg;
+
+	fv_strlcpy(cref.state_dir, dir2, sizeof(cref.state_dir));
+	ref = start_fleet(&cref, &t);
+	run_train_rounds(ref, &t, 4);
+	a = info(ref);
+	assert_int_equal(a.model->version, 5);
+	assert_string_equal(a.model->aggregation, "fedadam");
+	assert_true(a.model->dp_epsilon > 0.0f);
+	assert_true(a.model->dp_delta == 1e-5);
+
+	/* two rounds, a restart, two more */
+	co = start_fleet(&cfg, &t);
+	run_train_rounds(co, &t, 2);
+	eps2 = info(co).model->dp_epsilon;
+	assert_true(eps2 > 0.0f && eps2 < a.model->dp_epsilon);
+	coord_free(co);
+	co = start_fleet(&cfg, &t);
+	b = info(co);
+	assert_int_equal(b.round, 3);
+	assert_true(b.model->dp_epsilon == eps2);
+	run_train_rounds(co, &t, 4);
+	b = info(co);
+	assert_int_equal(b.model->version, 5);
+	assert_memory_equal(b.model->params, a.model->params, a.model->n_params * sizeof(float));
+	assert_true(b.model->dp_epsilon == a.model->dp_epsilon);
+	coord_free(co);
+
+	coord_free(ref);
+	unlink(path2);
+	rmdir(dir2);
+}
+
 static void test_config(void **state)
 {
 	struct coord_config c;
@@ -656,6 +752,35 @@ static void test_config_preset(void **state)
 				    err, sizeof(err)),
 			 -EINVAL);
 #undef SET
+
+	/* [aggregation]: defaults, and checks that span keys */
+	assert_int_equal(coord_config_defaults(&c, err, sizeof(err)), 0);
+	assert_int_equal(coord_config_finish(&c, err, sizeof(err)), 0);
+	assert_int_equal(c.agg.algo, FV_AGG_FEDAVG);
+	assert_false(c.agg.dp);
+	assert_int_equal(fv_cfg_set(coord_cfg_keys, coord_cfg_nkeys, &c, "aggregation.algorithm",
+				    "fedprox", err, sizeof(err)),
+			 0);
+	assert_int_equal(coord_config_finish(&c, err, sizeof(err)), -EINVAL);
+	assert_non_null(strstr(err, "[aggregation]"));
+	assert_non_null(strstr(err, "prox_mu"));
+	assert_int_equal(fv_cfg_set(coord_cfg_keys, coord_cfg_nkeys, &c, "aggregation.prox_mu",
+				    "0.01", err, sizeof(err)),
+			 0);
+	assert_int_equal(coord_config_finish(&c, err, sizeof(err)), 0);
+	assert_int_equal(c.agg.algo, FV_AGG_FEDPROX);
+	assert_true(c.agg.prox_mu == 0.01);
+	assert_int_equal(fv_cfg_set(coord_cfg_keys, coord_cfg_nkeys, &c, "aggregation.algorithm",
+				    "krum", err, sizeof(err)),
+			 0);
+	assert_int_equal(fv_cfg_set(coord_cfg_keys, coord_cfg_nkeys, &c, "aggregation.dp", "on",
+				    err, sizeof(err)),
+			 0);
+	assert_int_equal(coord_config_finish(&c, err, sizeof(err)), -EINVAL);
+	assert_non_null(strstr(err, "dp with krum"));
+	assert_int_equal(fv_cfg_set(coord_cfg_keys, coord_cfg_nkeys, &c, "aggregation.algorithm",
+				    "fedsgd", err, sizeof(err)),
+			 -EINVAL);
 }
 
 int main(void)
@@ -671,6 +796,7 @@ int main(void)
 		cmocka_unit_test(test_decide),
 		cmocka_unit_test(test_config),
 		cmocka_unit_test(test_config_preset),
+		cmocka_unit_test_setup_teardown(test_resume_optimizer_state, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_machine, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_state_refused, setup, teardown),
 	};
