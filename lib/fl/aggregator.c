@@ -72,6 +72,8 @@ struct fv_agg {
 	float *v;            /* n: second moment (NULL if unused) */
 	double rdp[FV_DP_N_ORDERS]; /* privacy spent per order */
 	uint64_t dp_rounds;  /* noisy rounds accounted */
+	double cache_q;      /* sampling rate of cache_rdp (-1: none) */
+	double cache_rdp[FV_DP_N_ORDERS]; /* RDP of one round at cache_q */
 
 	/* scratch, sized at creation */
 	float *step;         /* n: the rule's pseudo-gradient D */
@@ -187,6 +189,7 @@ struct fv_agg *fv_agg_new(const struct fv_agg_config *cfg, size_t n_params, uint
 	a->n = n_params;
 	a->max_k = max_k;
 	a->lr = fv_agg_server_lr(cfg);
+	a->cache_q = -1.0;
 	a->dp_seed = cfg->dp_seed;
 	if (cfg->dp && a->dp_seed == 0) {
 		/* A known seed lets anyone subtract the noise: draw a secret one. */
@@ -552,14 +555,21 @@ int fv_agg_round(struct fv_agg *a, const float *params, const struct fv_agg_upda
 	}
 
 	if (c->dp) {
-		for (uint32_t o = 0; o < FV_DP_N_ORDERS; o++) {
-			double x;
-
-			/* An order whose series cannot be summed in double
-			 * precision is dropped from the minimum (infinite). */
-			r = fv_dp_rdp(sample_rate, c->dp_noise, fv_dp_orders[o], &x);
-			rdp_new[o] = r < 0 ? INFINITY : a->rdp[o] + x;
+		/* The sampling rate rarely changes between rounds; the series
+		 * of the fractional orders are worth keeping. */
+		if (sample_rate != a->cache_q) {
+			for (uint32_t o = 0; o < FV_DP_N_ORDERS; o++) {
+				/* An order whose series cannot be summed in double
+				 * precision drops out of the minimum (infinite). */
+				r = fv_dp_rdp(sample_rate, c->dp_noise, fv_dp_orders[o],
+					      &a->cache_rdp[o]);
+				if (r < 0)
+					a->cache_rdp[o] = INFINITY;
+			}
+			a->cache_q = sample_rate;
 		}
+		for (uint32_t o = 0; o < FV_DP_N_ORDERS; o++)
+			rdp_new[o] = a->rdp[o] + a->cache_rdp[o];
 		r = fv_dp_epsilon(fv_dp_orders, rdp_new, FV_DP_N_ORDERS, c->dp_delta, false,
 				  &res.dp_epsilon, &res.dp_order);
 		if (r < 0)
