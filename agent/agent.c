@@ -9,11 +9,14 @@
 #include <string.h>
 
 #include "agent.h"
+#include "fedvigil/sign.h"
 #include "fedvigil/version.h"
 
 #define MAX_TICKS_PER_MSG 100000
 #define MAX_EPOCHS 1000
 #define PENDING_RETRY_MS 250
+#define SEEN_MAGIC "FVSEEN"
+#define SEEN_FORMAT 1
 
 /* Recent complete vectors (the local training set). A vector is "bad" when
  * it belonged to a window that scored above the threshold or fell inside an
@@ -70,6 +73,19 @@ struct agent {
 	bool score_log_failed;      /* a write error was reported */
 	int64_t next_metrics;
 	int64_t next_try_ms;         /* next attempt at a pending round */
+
+	/* trust (sign.*) */
+	bool verify;                 /* models and announcements must be signed */
+	struct fv_verify_keys model_keys; /* the coordinator's public keys */
+	bool sign_updates;           /* key below signs our updates */
+	struct fv_sign_key key;      /* this agent's private key */
+	bool have_seen;              /* seen_* hold the highest model accepted */
+	uint64_t seen_epoch, seen_version; /* persisted in sign.version_file */
+	bool seen_write_failed;      /* a write error was reported */
+	uint64_t n_sig_rejected;     /* unsigned or badly signed models/announcements */
+	uint64_t n_rollback;         /* models older than one accepted */
+	uint64_t n_clears_ignored;   /* unsigned empty model/round payloads ignored */
+	struct fv_ratelimit rl_sec;  /* bounds the log lines of refusals */
 };
 
 static void try_pending(struct agent *a, bool force);
@@ -132,7 +148,7 @@ static void publish_state(struct agent *a, const char *state)
 
 static void publish_metrics(struct agent *a)
 {
-	char buf[1024];
+	char buf[2048];
 	struct fv_mqtt_stats ms;
 	int n;
 
@@ -144,13 +160,17 @@ static void publish_metrics(struct agent *a)
 		     ",\"above\":%" PRIu64 ",\"alerts\":%" PRIu64 ",\"rounds\":%" PRIu64
 		     ",\"model_version\":%" PRIu64 ",\"last_score\":%.6g,\"threshold\":%.6g"
 		     ",\"buffer\":%zu,\"models_rejected\":%" PRIu64 ",\"announcements_rejected\":%" PRIu64
+		     ",\"signature_rejected\":%" PRIu64 ",\"rollback_rejected\":%" PRIu64
+		     ",\"clears_ignored\":%" PRIu64 ",\"model_epoch\":%" PRIu64
 		     ",\"mqtt_dropped\":%" PRIu64
 		     ",\"bytes_out\":%" PRIu64 "}",
 		     a->cfg.id, a->cfg.fleet, fv_now_wall_ms(), a->n_msgs, a->n_parse_err,
 		     a->n_unknown_topic, a->n_vectors, a->n_incomplete, a->n_windows, a->n_above,
 		     a->n_alerts, a->n_rounds, a->have_model ? a->gm.version : 0,
 		     (double)a->last_score, a->have_model ? (double)a->gm.threshold : 0.0,
-		     a->buf.len, a->n_model_rejected, a->n_ann_rejected, ms.dropped_full + ms.dropped_big, ms.bytes_out);
+		     a->buf.len, a->n_model_rejected, a->n_ann_rejected, a->n_sig_rejected,
+		     a->n_rollback, a->n_clears_ignored, a->have_model ? a->gm.epoch : 0,
+		     ms.dropped_full + ms.dropped_big, ms.bytes_out);
 	fv_mqtt_publish(a->mq, a->t_metrics, buf, (size_t)n, 0, false);
 }
 
@@ -275,11 +295,128 @@ static int adopt_model(struct agent *a, struct fv_global *g)
 	return 0;
 }
 
+/* ---- trust: signatures and the highest model seen ---- */
+
+/* (e1, v1) against (e2, v2): <0, 0, >0. */
+static int order_cmp(uint64_t e1, uint64_t v1, uint64_t e2, uint64_t v2)
+{
+	if (e1 != e2)
+		return e1 < e2 ? -1 : 1;
+	return v1 < v2 ? -1 : v1 > v2;
+}
+
+/* The text of sign.version_file without its checksum. */
+static int seen_text(char *buf, size_t len, uint64_t epoch, uint64_t version)
+{
+	return snprintf(buf, len, SEEN_MAGIC " %d %" PRIu64 " %" PRIu64, SEEN_FORMAT, epoch,
+			version);
+}
+
+/* Read sign.version_file: 0 (also when it does not exist yet), or -EBADMSG
+ * / -errno with the reason logged (the agent then refuses to start: without
+ * it, an older model would be accepted). */
+static int seen_load(struct agent *a)
+{
+	const char *path = a->cfg.sign_version_file;
+	char *text = NULL, check[128];
+	unsigned long long e, v;
+	unsigned crc;
+	size_t len;
+	int fmt, n = 0, r;
+
+	r = fv_file_read(path, 4096, (void **)&text, &len);
+	if (r == -ENOENT)
+		return 0;
+	if (r < 0) {
+		fv_log(FV_LOG_ERR, "sign.version_file = %s: cannot read: %s", path, fv_strerror(r));
+		return r;
+	}
+	if (sscanf(text, SEEN_MAGIC " %d %llu %llu %x%n", &fmt, &e, &v, &crc, &n) != 4 ||
+	    fmt != SEEN_FORMAT || (text[n] != '\n' && text[n] != '\0')) {
+		r = -EBADMSG;
+	} else {
+		seen_text(check, sizeof(check), e, v);
+		if (fv_crc32(0, check, strlen(check)) != crc)
+			r = -EBADMSG;
+	}
+	free(text);
+	if (r < 0) {
+		fv_log(FV_LOG_ERR, "sign.version_file = %s is corrupt; refusing to start (delete it to "
+		       "accept the fleet's current model, whatever its version)", path);
+		return r;
+	}
+	a->have_seen = true;
+	a->seen_epoch = e;
+	a->seen_version = v;
+	fv_log(FV_LOG_INFO, "highest model accepted so far: epoch %" PRIu64 " v%" PRIu64 " (%s)",
+	       a->seen_epoch, a->seen_version, path);
+	return 0;
+}
+
+/* A model was adopted: remember it as the highest (and persist it). */
+static void seen_update(struct agent *a, uint64_t epoch, uint64_t version)
+{
+	char text[160];
+	int n, r;
+
+	if (a->have_seen && order_cmp(epoch, version, a->seen_epoch, a->seen_version) <= 0)
+		return;
+	a->have_seen = true;
+	a->seen_epoch = epoch;
+	a->seen_version = version;
+	if (!a->cfg.sign_version_file[0])
+		return;
+	n = seen_text(text, sizeof(text), epoch, version);
+	n += snprintf(text + n, sizeof(text) - (size_t)n, " %08x\n",
+		      fv_crc32(0, text, (size_t)n));
+	r = fv_file_write_atomic(a->cfg.sign_version_file, text, (size_t)n);
+	if (r < 0 && !a->seen_write_failed)
+		fv_log(FV_LOG_ERR, "sign.version_file = %s: cannot write: %s (rollback protection "
+		       "holds until a restart; further errors not reported)",
+		       a->cfg.sign_version_file, fv_strerror(r));
+	a->seen_write_failed = r < 0;
+}
+
+/* With sign.model_key: true when m carries a valid signature by one of the
+ * coordinator's keys; otherwise the refusal is counted and logged. */
+static bool signature_ok(struct agent *a, enum fv_msg_kind kind, const struct fv_mqtt_msg *m,
+			 const char *what)
+{
+	uint64_t sup = 0;
+	int r;
+
+	if (!a->verify)
+		return true;
+	r = fv_msg_verify(kind, m->payload, m->len, &a->model_keys);
+	if (r == 0)
+		return true;
+	a->n_sig_rejected++;
+	if (fv_ratelimit_ok(&a->rl_sec, &sup))
+		fv_log(FV_LOG_WARNING, "%s on %s refused: %s (%zu bytes; %" PRIu64 " refused so "
+		       "far)%s",
+		       what, m->topic,
+		       r == -ENOKEY	  ? "not signed, and sign.model_key is set"
+		       : r == -EKEYREJECTED ? "bad signature: not made by a key of sign.model_key"
+					    : fv_strerror(r),
+		       m->len, a->n_sig_rejected, sup ? " (more suppressed)" : "");
+	return false;
+}
+
 static void on_model(struct agent *a, const struct fv_mqtt_msg *m)
 {
 	struct fv_global g;
-	int r;
+	uint64_t sup = 0;
+	int r, c;
 
+	/* An empty payload clears the retained model; it cannot be signed,
+	 * so with a key it is ignored (a coordinator that starts over sends
+	 * models of a newer epoch, which replace ours anyway). */
+	if (m->len == 0 && a->verify) {
+		a->n_clears_ignored++;
+		fv_log(FV_LOG_INFO, "unsigned clear of the global model ignored (sign.model_key is "
+		       "set); keeping v%" PRIu64, a->have_model ? a->gm.version : 0);
+		return;
+	}
 	if (m->len == 0) {
 		/* The coordinator started over (fresh state or --reset): forget
 		 * the model so that its new version 1 is accepted. */
@@ -295,24 +432,46 @@ static void on_model(struct agent *a, const struct fv_mqtt_msg *m)
 		a->pending = false;
 		return;
 	}
+	/* Verified before decoding: with a key, forged bytes never reach the
+	 * protobuf unpacker. */
+	if (!signature_ok(a, FV_MSG_GLOBAL, m, "global model")) {
+		a->n_model_rejected++;
+		return;
+	}
 	r = fv_global_decode(m->payload, m->len, a->cfg.fleet, &g);
 	if (r < 0) {
 		a->n_model_rejected++;
 		fv_log(FV_LOG_WARNING, "global model on %s rejected: %s", m->topic, fv_strerror(r));
 		return;
 	}
-	if (a->have_model && g.version <= a->gm.version) {
-		if (g.version < a->gm.version)
-			fv_log(FV_LOG_INFO, "ignoring older model v%" PRIu64 " (have v%" PRIu64 ")",
-			       g.version, a->gm.version);
+	/* (epoch, version) below the highest accepted: a rollback (a stale
+	 * retained copy or a replay), refused. The same one again (the
+	 * retained model after a reconnect) is taken only when we have none
+	 * (after a restart). */
+	c = a->have_seen ? order_cmp(g.epoch, g.version, a->seen_epoch, a->seen_version) : 1;
+	if (c < 0) {
+		a->n_rollback++;
+		a->n_model_rejected++;
+		if (fv_ratelimit_ok(&a->rl_sec, &sup))
+			fv_log(FV_LOG_WARNING, "global model epoch %" PRIu64 " v%" PRIu64 " refused: "
+			       "older than epoch %" PRIu64 " v%" PRIu64 ", already accepted "
+			       "(rollback; %" PRIu64 " refused so far)",
+			       g.epoch, g.version, a->seen_epoch, a->seen_version, a->n_rollback);
 		fv_global_clear(&g);
 		return;
 	}
+	if (c == 0 && a->have_model) {
+		fv_global_clear(&g);
+		return;
+	}
+	uint64_t epoch = g.epoch, version = g.version;
+
 	if (adopt_model(a, &g) < 0) {
 		a->n_model_rejected++;
 		fv_global_clear(&g);
 		return;
 	}
+	seen_update(a, epoch, version);
 	try_pending(a, true);
 }
 
@@ -336,6 +495,8 @@ static int send_update(struct agent *a, struct fv_update *u)
 	int r;
 
 	r = fv_update_encode(u, &buf, &len);
+	if (r == 0 && a->sign_updates && (r = fv_msg_sign(FV_MSG_UPDATE, &buf, &len, &a->key)) < 0)
+		free(buf);
 	if (r < 0) {
 		fv_log(FV_LOG_ERR, "round %" PRIu64 ": cannot encode update: %s", u->h.round,
 		       fv_strerror(r));
@@ -431,7 +592,7 @@ static void do_train_round(struct agent *a)
 	int64_t t0 = fv_now_mono_ms();
 	int r;
 
-	if (!a->have_model || a->gm.version != a->ann.h.base_version)
+	if (!a->have_model || a->gm.version != a->ann.h.base_version || a->gm.epoch != a->ann.epoch)
 		return; /* wait for the base model */
 	x = collect_windows(a, &N);
 	if (!x) {
@@ -516,8 +677,19 @@ static void on_round(struct agent *a, const struct fv_mqtt_msg *m)
 	int r;
 
 	if (m->len == 0) {
-		/* Training finished: the coordinator cleared its announcement. */
+		/* Training finished: the coordinator cleared its announcement.
+		 * Unsigned, so ignored with a key (at worst we answer a closed
+		 * round, and the coordinator drops that as stale). */
+		if (a->verify) {
+			a->n_clears_ignored++;
+			fv_log(FV_LOG_DEBUG, "unsigned clear of the round announcement ignored");
+			return;
+		}
 		a->pending = false;
+		return;
+	}
+	if (!signature_ok(a, FV_MSG_ANNOUNCE, m, "round announcement")) {
+		a->n_ann_rejected++;
 		return;
 	}
 	r = fv_announce_decode(m->payload, m->len, a->cfg.fleet, &ann);
@@ -527,13 +699,16 @@ static void on_round(struct agent *a, const struct fv_mqtt_msg *m)
 		return;
 	}
 	/* An announcement older than one already seen (a stale retained copy,
-	 * a replay) is refused; a coordinator that starts over clears the
-	 * model first, which resets this. */
-	if (a->have_ann && ann.h.round < a->ann.h.round) {
+	 * a replay), or of an older coordinator epoch than the newest model we
+	 * accepted, is refused; a coordinator that starts over announces a
+	 * newer epoch, which starts the round numbers again. */
+	if ((a->have_ann && order_cmp(ann.epoch, ann.h.round, a->ann.epoch, a->ann.h.round) < 0) ||
+	    (a->have_seen && ann.epoch < a->seen_epoch)) {
 		a->n_ann_rejected++;
-		fv_log(FV_LOG_WARNING, "round announcement rejected: %s (round %" PRIu64
-		       ", already at round %" PRIu64 ")", fv_strerror(-ESTALE), ann.h.round,
-		       a->ann.h.round);
+		fv_log(FV_LOG_WARNING, "round announcement rejected: %s (epoch %" PRIu64 " round %"
+		       PRIu64 ", already at epoch %" PRIu64 " round %" PRIu64 ")",
+		       fv_strerror(-ESTALE), ann.epoch, ann.h.round,
+		       a->have_ann ? a->ann.epoch : a->seen_epoch, a->have_ann ? a->ann.h.round : 0);
 		fv_announce_clear(&ann);
 		return;
 	}
@@ -725,6 +900,32 @@ struct agent *agent_new(const struct agent_config *c)
 		return NULL;
 	a->cfg = *c;
 	a->rl_parse = (struct fv_ratelimit)FV_RATELIMIT_INIT(10000, 5);
+	a->rl_sec = (struct fv_ratelimit)FV_RATELIMIT_INIT(10000, 5);
+	if (c->sign_model_key[0]) {
+		char err[600];
+
+		if (fv_verify_keys_load(c->sign_model_key, &a->model_keys, err, sizeof(err)) < 0) {
+			fv_log(FV_LOG_ERR, "sign.model_key: %s", err);
+			goto fail;
+		}
+		a->verify = true;
+		fv_log(FV_LOG_NOTICE, "models and announcements must be signed by one of %u key(s) "
+		       "of %s", a->model_keys.n, c->sign_model_key);
+	} else {
+		fv_log(FV_LOG_WARNING, "sign.model_key is not set: global models are not "
+		       "authenticated (docs/security.md)");
+	}
+	if (c->sign_key_file[0]) {
+		char err[600];
+
+		if (fv_sign_key_load(c->sign_key_file, &a->key, err, sizeof(err)) < 0) {
+			fv_log(FV_LOG_ERR, "sign.key_file: %s", err);
+			goto fail;
+		}
+		a->sign_updates = true;
+	}
+	if (c->sign_version_file[0] && seen_load(a) < 0)
+		goto fail;
 	fv_topic_round(a->t_round, c->fleet);
 	fv_topic_model(a->t_model, c->fleet);
 	if (!fv_topic_agent(a->t_state, c->fleet, c->id, "state") ||
@@ -805,6 +1006,7 @@ void agent_free(struct agent *a)
 	free(a->sent_buf);
 	if (a->score_log)
 		fclose(a->score_log);
+	fv_sign_key_wipe(&a->key);
 	free(a);
 }
 

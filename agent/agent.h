@@ -56,6 +56,10 @@ struct agent_config {
 	long long top_channels;     /* channels named in an alert */
 	/* [tls] */
 	struct fv_mqtt_tls tls;     /* CA, client certificate, verification */
+	/* [sign] */
+	char sign_model_key[512];   /* coordinator's public key(s); "" = models unverified */
+	char sign_key_file[512];    /* this agent's private key; "" = updates unsigned */
+	char sign_version_file[512]; /* highest model accepted, kept across restarts */
 	/* [channel.NAME] sections */
 	uint32_t n_channels;
 	struct agent_channel channels[FV_MAX_CHANNELS];

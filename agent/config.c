@@ -64,6 +64,14 @@ const struct fv_cfg_key agent_cfg_keys[] = {
 	K("detect", "top_channels", FV_CFG_INT, "3", 1, FV_MAX_CHANNELS, NULL, top_channels,
 	  "channels named in an alert, by share of the error"),
 	FV_MQTT_TLS_KEYS(struct agent_config, tls),
+	K("sign", "model_key", FV_CFG_STR, "", 0, 0, NULL, sign_model_key,
+	  "the coordinator's public key file (fedvigil-keygen; up to 8 keys): models and "
+	  "announcements must be signed by one of them; empty: not verified"),
+	K("sign", "key_file", FV_CFG_STR, "", 0, 0, NULL, sign_key_file,
+	  "this agent's private key (mode 0600): signs its updates; empty: unsigned"),
+	K("sign", "version_file", FV_CFG_STR, "", 0, 0, NULL, sign_version_file,
+	  "keeps the highest model (epoch, version) accepted, so that an older one is "
+	  "refused after a restart too; empty: in memory only"),
 };
 const size_t agent_cfg_nkeys = FV_ARRAY_SIZE(agent_cfg_keys);
 
@@ -154,6 +162,11 @@ int agent_config_check(struct agent_config *c, char *err, size_t errlen)
 		}
 		r = fv_secret_read_line(c->password_file, "agent.password_file", c->password,
 					sizeof(c->password), err, errlen);
+		if (r < 0)
+			return r;
+	}
+	if (c->sign_key_file[0]) {
+		r = fv_file_check_private(c->sign_key_file, "sign.key_file", err, errlen);
 		if (r < 0)
 			return r;
 	}

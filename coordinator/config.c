@@ -5,6 +5,7 @@
 #include <stddef.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "coord.h"
 
@@ -141,6 +142,13 @@ const struct fv_cfg_key coord_cfg_keys[] = {
 	      "dp: delta at which epsilon is reported"),
 	K_INT("aggregation", "dp_seed", dp_seed, "0", 0, SEED_MAX,
 	      "dp: noise seed; 0 = secret random (a known seed voids the privacy)"),
+
+	K_STR("sign", "key_file", sign_key_file, "",
+	      "Ed25519 private key (fedvigil-keygen, mode 0600) that signs every model and "
+	      "announcement; empty: unsigned"),
+	K_STR("sign", "agent_keys", sign_agent_keys, "",
+	      "directory of <agent-id>.pub: every update must be signed by its agent's key "
+	      "(empty: updates are not verified)"),
 };
 
 const size_t coord_cfg_nkeys = FV_ARRAY_SIZE(coord_cfg_keys);
@@ -186,6 +194,20 @@ int coord_config_finish(struct coord_config *c, char *err, size_t errlen)
 					sizeof(c->password), err, errlen);
 		if (r < 0)
 			return r;
+	}
+	if (c->sign_key_file[0]) {
+		r = fv_file_check_private(c->sign_key_file, "sign.key_file", err, errlen);
+		if (r < 0)
+			return r;
+	}
+	if (c->sign_agent_keys[0]) {
+		struct stat st;
+
+		if (stat(c->sign_agent_keys, &st) < 0 || !S_ISDIR(st.st_mode)) {
+			snprintf(err, errlen, "sign.agent_keys = %s: not a directory",
+				 c->sign_agent_keys);
+			return -EINVAL;
+		}
 	}
 	if (!c->state_dir[0]) {
 		snprintf(err, errlen, "coordinator.state_dir is empty");

@@ -28,6 +28,7 @@
 #include "coord.h"
 #include "fedvigil/fl.h"
 #include "fedvigil/mqtt.h"
+#include "fedvigil/sign.h"
 #include "fedvigil/version.h"
 #include "round.h"
 
@@ -81,6 +82,9 @@ struct coord {
 	struct fv_ratelimit rl;         /* bounds rejection log lines */
 	struct fv_agg_result agg_res;   /* what the last training close did */
 	uint32_t n_excluded;            /* updates the rule left out of it */
+	uint64_t epoch;                 /* (epoch, version) orders our models */
+	bool signing;                   /* key below is loaded */
+	struct fv_sign_key key;         /* signs models and announcements */
 };
 
 /* ---- publishing ---- */
@@ -164,6 +168,8 @@ static void publish_model(struct coord *co)
 	if (!co->have_model)
 		return;
 	r = fv_global_encode(&co->model, &buf, &len);
+	if (r == 0 && co->signing && (r = fv_msg_sign(FV_MSG_GLOBAL, &buf, &len, &co->key)) < 0)
+		free(buf);
 	if (r < 0) {
 		fv_log(FV_LOG_ERR, "cannot encode model version %" PRIu64 ": %s",
 		       co->model.version, fv_strerror(r));
@@ -194,9 +200,12 @@ static void publish_announce(struct coord *co)
 	a.hp.prox_mu = (float)co->cfg->prox_mu;
 	a.dp_epsilon = co->have_model ? co->model.dp_epsilon : 0.0f;
 	a.deadline_ms = co->deadline_wall;
+	a.epoch = co->epoch;
 	a.n_selected = co->n_sel;
 	a.selected = co->sel; /* borrowed: not cleared below */
 	r = fv_announce_encode(&a, &buf, &len);
+	if (r == 0 && co->signing && (r = fv_msg_sign(FV_MSG_ANNOUNCE, &buf, &len, &co->key)) < 0)
+		free(buf);
 	if (r < 0) {
 		fv_log(FV_LOG_ERR, "cannot encode the announcement of round %" PRIu64 ": %s",
 		       co->round, fv_strerror(r));
@@ -244,6 +253,7 @@ static int persist(struct coord *co)
 	memset(&st, 0, sizeof(st));
 	st.round = co->round;
 	st.kind = co->kind;
+	st.epoch = co->epoch;
 	st.have_model = co->have_model;
 	if (co->have_model)
 		st.model = co->model; /* shallow: encode only reads it */
@@ -291,8 +301,31 @@ static int make_agg(struct coord *co, size_t n_params)
 	return 0;
 }
 
-/* Load the state file into co. 0 (also when there is none) or -errno with
- * the reason logged. */
+/* A new epoch for a coordinator that starts over: its wall clock in ms,
+ * and more than the epoch of an old state file (--reset keeps the file
+ * until the first close), so that agents order our models after the old
+ * ones even when the clock is behind. */
+static uint64_t new_epoch(const struct coord *co)
+{
+	uint64_t e = (uint64_t)FV_MAX(fv_now_wall_ms(), (int64_t)1);
+	struct fv_coord_state st;
+	void *buf = NULL;
+	size_t len = 0;
+
+	if (fv_file_read(co->state_path, STATE_MAX_BYTES, &buf, &len) == 0) {
+		memset(&st, 0, sizeof(st));
+		if (fv_state_decode(buf, len, &st) == 0) {
+			if (st.epoch >= e)
+				e = st.epoch + 1;
+			fv_state_clear(&st);
+		}
+		free(buf);
+	}
+	return e;
+}
+
+/* Load the state file into co. 1 when loaded, 0 when there is none, or
+ * -errno with the reason logged. */
 static int load_state(struct coord *co)
 {
 	const struct coord_config *cfg = co->cfg;
@@ -390,11 +423,13 @@ static int load_state(struct coord *co)
 	}
 	co->round = st.round;
 	co->kind = st.kind;
+	/* Files from before epochs: 0, like the models agents got from them. */
+	co->epoch = st.epoch;
 	fv_state_clear(&st);
 	fv_log(FV_LOG_NOTICE, "resuming %s round %" PRIu64 " (model version %" PRIu64 ") from %s",
 	       co->kind == FV_ROUND_STATS ? "statistics" : "training", co->round,
 	       co->have_model ? co->model.version : 0, co->state_path);
-	return 0;
+	return 1;
 fail:
 	fv_state_clear(&st);
 	return r;
@@ -653,6 +688,7 @@ static int close_stats(struct coord *co)
 	memcpy(g.params, fv_model_params(m), sizeof(float) * g.n_params);
 	fill_hdr(co, &g.h, co->round, 0);
 	g.version = 1;
+	g.epoch = co->epoch;
 	g.spec = cfg->spec;
 	g.window = (uint32_t)cfg->window;
 	g.stride = (uint32_t)cfg->stride;
@@ -910,6 +946,37 @@ static void reject(struct coord *co, enum fv_reject why, const char *agent, uint
 		       round, detail);
 }
 
+/* With sign.agent_keys: the update must be signed by the key(s) in
+ * <dir>/<agent>.pub (read for every update, so keys can be added and
+ * rotated without a restart; agent names cannot hold a '/'). True when it
+ * is; otherwise the rejection is counted and logged. */
+static bool update_signed(struct coord *co, uint64_t round, const char *agent,
+			  const void *payload, size_t len)
+{
+	struct fv_verify_keys keys;
+	char path[1024], err[1200];
+	int r;
+
+	if ((size_t)snprintf(path, sizeof(path), "%s/%s.pub", co->cfg->sign_agent_keys, agent) >=
+	    sizeof(path)) {
+		reject(co, FV_REJ_SIGNATURE, agent, round, "key path too long");
+		return false;
+	}
+	r = fv_verify_keys_load(path, &keys, err, sizeof(err));
+	if (r < 0) {
+		reject(co, FV_REJ_SIGNATURE, agent, round, "no usable public key: %s", err);
+		return false;
+	}
+	r = fv_msg_verify(FV_MSG_UPDATE, payload, len, &keys);
+	if (r == -ENOKEY || r == -EKEYREJECTED)
+		reject(co, FV_REJ_SIGNATURE, agent, round, "%s (sign.agent_keys requires a "
+		       "signature by %s)", r == -ENOKEY ? "not signed" : "bad signature", path);
+	else if (r < 0)
+		reject(co, fv_reject_from_errno(r), agent, round, "signature record: %s (%zu bytes)",
+		       fv_strerror(r), len);
+	return r == 0;
+}
+
 static void handle_update(struct coord *co, uint64_t round, const char *agent,
 			  const void *payload, size_t len, int64_t now)
 {
@@ -923,6 +990,10 @@ static void handle_update(struct coord *co, uint64_t round, const char *agent,
 		       co->round, co->phase == COORD_COLLECT ? "" : ", not collecting");
 		return;
 	}
+	/* Verified before decoding: with keys, unauthenticated bytes never
+	 * reach the protobuf unpacker. */
+	if (co->cfg->sign_agent_keys[0] && !update_signed(co, round, agent, payload, len))
+		return;
 	memset(&u, 0, sizeof(u));
 	r = fv_update_decode(payload, len, co->cfg->fleet, &u);
 	if (r < 0) {
@@ -1017,11 +1088,34 @@ struct coord *coord_new(const struct coord_config *cfg, struct fv_mqtt *mqtt, bo
 		fv_log(FV_LOG_ERR, "state_dir '%s' is too long", cfg->state_dir);
 		goto fail;
 	}
-	if (reset)
+	if (cfg->sign_key_file[0]) {
+		char err[600];
+
+		if (fv_sign_key_load(cfg->sign_key_file, &co->key, err, sizeof(err)) < 0) {
+			fv_log(FV_LOG_ERR, "sign.key_file: %s", err);
+			goto fail;
+		}
+		co->signing = true;
+		char pub[FV_SIGN_PUB_TEXT];
+
+		fv_sign_pub_text(co->key.pk, pub);
+		fv_log(FV_LOG_NOTICE, "signing models and announcements with %s", pub);
+	} else {
+		fv_log(FV_LOG_NOTICE, "sign.key_file is not set: models and announcements are "
+		       "published unsigned (docs/security.md)");
+	}
+	if (reset) {
 		fv_log(FV_LOG_NOTICE, "--reset: ignoring %s; starting with the statistics round",
 		       co->state_path);
-	else if (load_state(co) < 0)
-		goto fail;
+		co->epoch = new_epoch(co);
+	} else {
+		int r = load_state(co);
+
+		if (r < 0)
+			goto fail;
+		if (r == 0)
+			co->epoch = new_epoch(co);
+	}
 	return co;
 fail:
 	coord_free(co);
@@ -1037,6 +1131,7 @@ void coord_free(struct coord *co)
 	fv_global_clear(&co->model);
 	fv_agg_free(co->agg);
 	free(co->new_params);
+	fv_sign_key_wipe(&co->key);
 	free(co->live);
 	free(co->sel);
 	free(co);
@@ -1068,6 +1163,8 @@ void coord_get_info(const struct coord *co, struct coord_info *ret)
 	ret->extensions = co->extensions;
 	memcpy(ret->rejected, co->rejected, sizeof(ret->rejected));
 	ret->model = co->have_model ? &co->model : NULL;
+	ret->epoch = co->epoch;
+	ret->signing = co->signing;
 }
 
 const char *coord_will_topic(const struct coord *co)

@@ -80,6 +80,9 @@ struct coord_config {
 	double dp_noise;             /* noise multiplier sigma */
 	double dp_delta;             /* delta of the reported epsilon */
 	long long dp_seed;           /* 0 = secret random seed */
+	/* [sign] */
+	char sign_key_file[512];     /* private key signing models/announcements, "" = unsigned */
+	char sign_agent_keys[512];   /* directory of <agent>.pub; "" = updates unverified */
 
 	/* Derived by coord_config_finish(), not keys. */
 	struct fv_agg_config agg;    /* the [aggregation] keys, checked */
@@ -144,6 +147,8 @@ struct coord_info {
 	uint32_t extensions;            /* deadline extensions used */
 	uint64_t rejected[FV_REJ__MAX]; /* rejections since the last close, by reason */
 	const struct fv_global *model;  /* borrowed; NULL before version 1 */
+	uint64_t epoch;                 /* coordinator epoch (proto/fedvigil.proto) */
+	bool signing;                   /* models and announcements are signed */
 };
 void coord_get_info(const struct coord *co, struct coord_info *ret);
 

@@ -81,6 +81,7 @@ struct fv_announce {
 	enum fv_round_kind kind;
 	struct fv_hparams hp;
 	int64_t deadline_ms;        /* wall-clock deadline (informational) */
+	uint64_t epoch;             /* coordinator epoch: (epoch, round) orders announcements */
 	uint32_t n_selected;        /* 0 = every live agent */
 	char (*selected)[FV_NAME_MAX]; /* n_selected names, owned (malloc) */
 	struct fv_compress comp;    /* update compression (all zero = fp32) */
@@ -110,6 +111,7 @@ struct fv_update {
 struct fv_global {
 	struct fv_hdr h;              /* h.round = round that produced it */
 	uint64_t version;             /* model version, +1 per aggregation */
+	uint64_t epoch;               /* coordinator epoch: (epoch, version) orders models */
 	struct fv_model_spec spec;    /* architecture */
 	uint32_t window;              /* W vectors per window */
 	uint32_t stride;              /* S */
@@ -144,6 +146,7 @@ enum fv_reject {
 	FV_REJ_UNSELECTED,  /* -EPERM */
 	FV_REJ_COMPRESSION, /* -EILSEQ: bad compression side data */
 	FV_REJ_OTHER,
+	FV_REJ_SIGNATURE,   /* -ENOKEY (unsigned), -EKEYREJECTED (bad signature) */
 	FV_REJ__MAX
 };
 enum fv_reject fv_reject_from_errno(int err);
@@ -227,6 +230,7 @@ void fv_ef_commit(struct fv_ef *ef, const float *v, const float *sent);
 struct fv_coord_state {
 	uint64_t round;           /* round in progress (next to close) */
 	enum fv_round_kind kind;  /* its kind */
+	uint64_t epoch;           /* coordinator epoch (0: file from before epochs) */
 	bool have_model;          /* model below is valid */
 	struct fv_global model;   /* last published global model */
 	bool have_agg;            /* agg below is valid */

@@ -200,6 +200,9 @@ enum fv_reject fv_reject_from_errno(int err)
 		return FV_REJ_UNSELECTED;
 	case EILSEQ:
 		return FV_REJ_COMPRESSION;
+	case ENOKEY:
+	case EKEYREJECTED:
+		return FV_REJ_SIGNATURE;
 	default:
 		return FV_REJ_OTHER;
 	}
@@ -213,7 +216,7 @@ const char *fv_reject_name(enum fv_reject r)
 		[FV_REJ_STALE] = "stale",           [FV_REJ_SHAPE] = "shape",
 		[FV_REJ_NONFINITE] = "nonfinite",   [FV_REJ_DUPLICATE] = "duplicate",
 		[FV_REJ_UNSELECTED] = "unselected", [FV_REJ_COMPRESSION] = "compression",
-		[FV_REJ_OTHER] = "other",
+		[FV_REJ_OTHER] = "other",           [FV_REJ_SIGNATURE] = "signature",
 	};
 
 	if ((unsigned)r >= FV_REJ__MAX)
@@ -265,6 +268,7 @@ int fv_announce_encode(const struct fv_announce *a, uint8_t **ret_buf, size_t *r
 	m.kind = kind_to_pb(a->kind);
 	m.hparams = &hp;
 	m.deadline_ms = a->deadline_ms;
+	m.epoch = a->epoch;
 	m.n_selected = a->n_selected;
 	m.selected = names;
 	/* fp32 without error feedback is what an absent field means. */
@@ -329,6 +333,7 @@ int fv_announce_decode(const void *buf, size_t len, const char *expect_fleet,
 		goto out;
 	a.dp_epsilon = m->dp_epsilon;
 	a.deadline_ms = m->deadline_ms;
+	a.epoch = m->epoch;
 	if (m->compression) {
 		const Fedvigil__V1__Compression *c = m->compression;
 
@@ -652,6 +657,7 @@ int wire_global_fill(struct pb_global *pg, const struct fv_global *g)
 	fedvigil__v1__global_model__init(m);
 	m->header = &pg->h;
 	m->version = g->version;
+	m->epoch = g->epoch;
 	m->spec = &pg->spec;
 	m->window = g->window;
 	m->stride = g->stride;
@@ -751,6 +757,7 @@ int wire_global_from_pb(const Fedvigil__V1__GlobalModel *m, const char *expect_f
 		if (!(m->std[c] > 0.0f))
 			return -ERANGE;
 	g.version = m->version;
+	g.epoch = m->epoch;
 	g.window = m->window;
 	g.stride = m->stride;
 	g.n_channels = m->n_channels;

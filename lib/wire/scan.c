@@ -82,6 +82,8 @@ static const struct pb_rules comp_rules = { comp_rule, FV_ARRAY_SIZE(comp_rule),
 
 #define HEADER_RULE { .field = 1, .wire_types = PB_LEN, .max_count = 1, \
 		      .max_bytes = HDR_MAX, .sub = &header_rules }
+/* Field 15: one Ed25519 signature (sign.c checks it before decoding). */
+#define SIGNATURE_RULE { .field = 15, .wire_types = PB_LEN, .max_count = 1, .max_bytes = 64 }
 
 static const struct pb_rule announce_rule[] = {
 	HEADER_RULE,
@@ -96,6 +98,8 @@ static const struct pb_rule announce_rule[] = {
 	{ .field = 60, .wire_types = PB_LEN, .max_count = 1, .max_bytes = 64,
 	  .sub = &comp_rules },
 	ONE(14, PB_FIXED32),
+	SIGNATURE_RULE,
+	ONE(80, PB_VARINT),
 };
 const struct pb_rules pb_rules_announce = { announce_rule, FV_ARRAY_SIZE(announce_rule), 16 };
 
@@ -121,6 +125,7 @@ static const struct pb_rule update_rule[] = {
 	ONE(60, PB_VARINT),
 	{ .field = 61, .wire_types = PB_LEN | PB_VARINT, .max_count = FV_WIRE_MAX_SEG,
 	  .max_bytes = FV_WIRE_MAX_SEG * 5, .err = -EILSEQ },
+	SIGNATURE_RULE,
 };
 const struct pb_rules pb_rules_update = { update_rule, FV_ARRAY_SIZE(update_rule), 16 };
 
@@ -147,6 +152,8 @@ static const struct pb_rule global_rule[] = {
 	{ .field = 50, .wire_types = PB_LEN, .flags = PB_F_STRING, .max_count = 1,
 	  .max_bytes = AGG_NAME_MAX },
 	ONE(51, PB_FIXED64),
+	SIGNATURE_RULE,
+	ONE(80, PB_VARINT),
 };
 const struct pb_rules pb_rules_global = { global_rule, FV_ARRAY_SIZE(global_rule), 16 };
 
@@ -174,6 +181,7 @@ static const struct pb_rule state_rule[] = {
 	  .sub = &pb_rules_global },
 	{ .field = 50, .wire_types = PB_LEN, .max_count = 1, .max_bytes = 2 * PARAMS_MAX + 4096,
 	  .sub = &agg_rules },
+	ONE(80, PB_VARINT),
 };
 const struct pb_rules pb_rules_state = { state_rule, FV_ARRAY_SIZE(state_rule), 16 };
 

@@ -132,6 +132,7 @@ int fv_state_encode(const struct fv_coord_state *s, uint8_t **ret_buf, size_t *r
 		return -EINVAL;
 	fedvigil__v1__coord_state__init(&m);
 	m.round = s->round;
+	m.epoch = s->epoch;
 	m.kind = s->kind == FV_ROUND_STATS ? FEDVIGIL__V1__ROUND_KIND__ROUND_KIND_STATS
 					   : FEDVIGIL__V1__ROUND_KIND__ROUND_KIND_TRAIN;
 	m.have_model = s->have_model;
@@ -230,6 +231,7 @@ int fv_state_decode(const void *buf, size_t len, struct fv_coord_state *ret)
 	    m->kind != FEDVIGIL__V1__ROUND_KIND__ROUND_KIND_TRAIN)
 		goto out;
 	s.round = m->round;
+	s.epoch = m->epoch;
 	s.kind = (enum fv_round_kind)m->kind;
 	s.have_model = m->have_model;
 	if (s.have_model) {
