@@ -855,18 +855,23 @@ static void test_unknown_fields(void **state)
 	(void)state;
 	make_update(&u, FV_ROUND_TRAIN, 10);
 	assert_int_equal(fv_update_encode(&u, &buf, &len), 0);
-	b2 = malloc(len + 2 * 100);
+	b2 = malloc(len + 3 * 100);
 	assert_non_null(b2);
 	memcpy(b2, buf, len);
+	/* Field 1000 (a varint), unknown to every message: a two-byte tag
+	 * ((1000 << 3) | 0 = 0x1f40) and the value 1. (Field 15, used here
+	 * before, is the signature now.) */
 	for (int i = 0; i < 100; i++) {
-		b2[len + 2 * i] = (15 << 3) | 0; /* field 15 varint (held: signature) */
-		b2[len + 2 * i + 1] = 1;
+		b2[len + 3 * i] = 0xc0;
+		b2[len + 3 * i + 1] = 0x3e;
+		b2[len + 3 * i + 2] = 1;
 	}
-	expect_update(b2, len + 2, FLEET, 0);
-	expect_update(b2, len + 2 * 16, FLEET, 0);
-	expect_update(b2, len + 2 * 17, FLEET, -EBADMSG);
+	expect_update(b2, len + 3, FLEET, 0);
+	expect_update(b2, len + 3 * 16, FLEET, 0);
+	expect_update(b2, len + 3 * 17, FLEET, -EBADMSG);
 	/* n_samples twice. */
 	b2[len] = (3 << 3) | 0;
+	b2[len + 1] = 1;
 	expect_update(b2, len + 2, FLEET, -EBADMSG);
 	/* A known field with the wrong wire type (loss as a varint). */
 	b2[len] = (4 << 3) | 0;
