@@ -1,11 +1,11 @@
 /* FV_MODEL_DENSE: a stack of fully connected layers with activations and
  * (while training) inverted dropout on the hidden outputs.
  *
- * Forward and backward are sequences of calls into the matmul kernels
- * (lib/nn/kernels.h); the activation loops are here. Batches of
- * FWD_T_MIN_BATCH rows or more run the forward pass on W^T (transposed
- * into scratch first, one pass over W amortised over the rows); single
- * samples (scoring) use dot products on W directly. */
+ * Forward and backward are sequences of calls into the kernels of
+ * lib/nn/kernels.h (register-blocked GEMM, GEMV), the activation loops are
+ * here. Batches of FWD_T_MIN_BATCH rows or more run the forward pass as a
+ * GEMM on W^T (transposed into scratch first: one pass over W amortised
+ * over the rows); fewer rows (scoring) use dot products on W directly. */
 #include <errno.h>
 #include <math.h>
 #include <string.h>
@@ -16,27 +16,6 @@
 #define FWD_T_MIN_BATCH 4u
 
 /* ---- activations ---- */
-
-/* y: (n) in place, y = act(y). */
-static void act_apply(float *restrict y, size_t n, enum fv_act act)
-{
-	switch (act) {
-	case FV_ACT_LINEAR:
-		break;
-	case FV_ACT_RELU:
-		for (size_t i = 0; i < n; i++)
-			y[i] = y[i] > 0.0f ? y[i] : 0.0f;
-		break;
-	case FV_ACT_TANH:
-		for (size_t i = 0; i < n; i++)
-			y[i] = tanhf(y[i]);
-		break;
-	case FV_ACT_SIGMOID:
-		for (size_t i = 0; i < n; i++)
-			y[i] = 1.0f / (1.0f + expf(-y[i]));
-		break;
-	}
-}
 
 /* Chain rule through the activation, written in terms of its output y.
  * d: (n) in place, y: (n); d = d * act'(z). */
@@ -169,6 +148,7 @@ static const float *layer_input(const struct fv_model *m, const float *x, uint32
 static const float *dense_forward(struct fv_model *m, const float *x, uint32_t B, bool train)
 {
 	const struct fv_model_spec *s = &m->spec;
+	const struct fv_nn_kernels *k = fv_nn_kernels();
 	struct fv_nn_dense *d = &m->dense;
 
 	for (uint32_t l = 0; l < s->n_layers; l++) {
@@ -178,12 +158,14 @@ static const float *dense_forward(struct fv_model *m, const float *x, uint32_t B
 		size_t n = (size_t)B * out;
 
 		if (B >= FWD_T_MIN_BATCH) {
+			/* y (B, out) = x (B, in) W^T (in, out) + b */
 			fv_nn_transpose(d->wt, w, in, out);
-			fv_nn_matmul_fwd_t(d->act[l], a, d->wt, b, B, in, out);
+			k->gemm(d->act[l], a, in, 1, d->wt, out, b, B, out, in);
 		} else {
-			fv_nn_matmul_fwd(d->act[l], a, w, b, B, in, out);
+			for (uint32_t r = 0; r < B; r++)
+				k->gemv(d->act[l] + (size_t)r * out, w, a + (size_t)r * in, b, out, in);
 		}
-		act_apply(d->act[l], n, (enum fv_act)s->acts[l]);
+		k->act(d->act[l], n, s->acts[l]);
 		if (train && d->mask[l]) {
 			const float *restrict mk = d->mask[l], *restrict y = d->act[l];
 			float *restrict o = d->drop[l];
@@ -200,6 +182,7 @@ static void dense_backward(struct fv_model *m, const float *x, const float *targ
 			   bool train, float wd, double *ret_sse, double *ret_l2)
 {
 	const struct fv_model_spec *s = &m->spec;
+	const struct fv_nn_kernels *k = fv_nn_kernels();
 	struct fv_nn_dense *dn = &m->dense;
 	uint32_t L = s->n_layers, n = s->sizes[0];
 	size_t total = (size_t)B * n;
@@ -224,8 +207,16 @@ static void dense_backward(struct fv_model *m, const float *x, const float *targ
 				d[i] *= mk[i];
 		}
 		act_backward(d, dn->act[l], nout, (enum fv_act)s->acts[l]);
-		fv_nn_matmul_bwd_w(dw, m->grads + dn->b_off[l], d, layer_input(m, x, l, train), B,
-				   in, out);
+		/* dW (out, in) = d^T (out, B) x (B, in); db = column sums of d */
+		k->gemm(dw, d, 1, out, layer_input(m, x, l, train), in, NULL, out, in, B);
+		{
+			float *restrict db = m->grads + dn->b_off[l];
+
+			memset(db, 0, sizeof(float) * out);
+			for (uint32_t r = 0; r < B; r++)
+				for (uint32_t o = 0; o < out; o++)
+					db[o] += d[(size_t)r * out + o];
+		}
 		if (wd > 0.0f) {
 			size_t nw = (size_t)in * out;
 
@@ -237,7 +228,8 @@ static void dense_backward(struct fv_model *m, const float *x, const float *targ
 		if (l > 0) {
 			float *t;
 
-			fv_nn_matmul_bwd_x(dprev, d, w, B, in, out);
+			/* dx (B, in) = d (B, out) W (out, in) */
+			k->gemm(dprev, d, out, 1, w, in, NULL, B, in, out);
 			t = d;
 			d = dprev;
 			dprev = t;

@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "nn/kernels.h"
 #include "nn/nn-int.h"
 
 #define FALIGN (FV_NN_ALIGN / sizeof(float))
@@ -240,18 +241,9 @@ float fv_model_score(struct fv_model *m, const float *x, float *ret_sqerr)
 	return (float)(acc / n);
 }
 
-double fv_nn_mse_grad(float *restrict d, const float *restrict y, const float *restrict t,
-		      size_t n, float scale)
+double fv_nn_mse_grad(float *d, const float *y, const float *t, size_t n, float scale)
 {
-	double sse = 0.0;
-
-	for (size_t i = 0; i < n; i++) {
-		float e = y[i] - t[i];
-
-		sse += (double)e * e;
-		d[i] = scale * e;
-	}
-	return sse;
+	return fv_nn_kernels()->mse_grad(d, y, t, n, scale);
 }
 
 static int grad(struct fv_model *m, const float *x_in, const float *target, uint32_t B,
@@ -308,6 +300,12 @@ uint32_t fv_nn_rng_draw(uint64_t key, uint64_t ctr)
 	return mix32(mix32((uint32_t)ctr + k0) ^ k1);
 }
 
+/* Draws [c, c + n) stay inside one 2^32 block of the counter. */
+static bool one_block(uint64_t c, uint64_t n)
+{
+	return (c >> 32) == ((c + n - 1) >> 32);
+}
+
 void fv_nn_rng_dropout(struct fv_model *m, float *restrict mask, size_t n, float p)
 {
 	/* Keep when the top 24 bits, as a fraction, are >= p. */
@@ -315,8 +313,14 @@ void fv_nn_rng_dropout(struct fv_model *m, float *restrict mask, size_t n, float
 	float keep = 1.0f / (1.0f - p);
 	uint64_t c = m->rng_ctr, key = m->rng_key;
 
-	for (size_t i = 0; i < n; i++)
-		mask[i] = (fv_nn_rng_draw(key, c + i) >> 8) >= thresh ? keep : 0.0f;
+	if (n && one_block(c, n)) {
+		fv_nn_kernels()->dropout(mask, n, thresh, keep,
+					 (uint32_t)key ^ mix32((uint32_t)(c >> 32)),
+					 (uint32_t)(key >> 32), (uint32_t)c);
+	} else {
+		for (size_t i = 0; i < n; i++)
+			mask[i] = (fv_nn_rng_draw(key, c + i) >> 8) >= thresh ? keep : 0.0f;
+	}
 	m->rng_ctr += n;
 }
 
@@ -329,11 +333,18 @@ void fv_nn_rng_noise(struct fv_model *m, float *restrict dst, const float *restr
 	const float scale = sigma * (float)(1.7320508075688772 / 65536.0);
 	uint64_t c = m->rng_ctr, key = m->rng_key;
 
-	for (size_t i = 0; i < n; i++) {
-		uint32_t h1 = fv_nn_rng_draw(key, c + 2 * i), h2 = fv_nn_rng_draw(key, c + 2 * i + 1);
-		int32_t s = (int32_t)((h1 & 0xffffu) + (h1 >> 16) + (h2 & 0xffffu) + (h2 >> 16));
+	if (n && one_block(c, 2 * (uint64_t)n)) {
+		fv_nn_kernels()->noise(dst, src, n, scale, (uint32_t)key ^ mix32((uint32_t)(c >> 32)),
+				       (uint32_t)(key >> 32), (uint32_t)c);
+	} else {
+		for (size_t i = 0; i < n; i++) {
+			uint32_t h1 = fv_nn_rng_draw(key, c + 2 * i);
+			uint32_t h2 = fv_nn_rng_draw(key, c + 2 * i + 1);
+			int32_t s = (int32_t)((h1 & 0xffffu) + (h1 >> 16) + (h2 & 0xffffu) +
+					      (h2 >> 16));
 
-		dst[i] = src[i] + scale * (float)(s - 131070);
+			dst[i] = src[i] + scale * (float)(s - 131070);
+		}
 	}
 	m->rng_ctr += 2 * n;
 }
@@ -347,21 +358,6 @@ void fv_model_optim_reset(struct fv_model *m)
 	memset(m->opt_m, 0, sizeof(float) * m->nparams);
 	memset(m->opt_v, 0, sizeof(float) * m->nparams);
 	m->opt_t = 0;
-}
-
-/* p, g, mo, ve: (n). Bias corrections are folded into the step size and
- * epsilon: p -= lr * m_hat / (sqrt(v_hat) + eps) with m_hat = m / c1,
- * v_hat = v / c2 equals p -= (lr sqrt(c2) / c1) * m / (sqrt(v) + eps sqrt(c2)). */
-static void adam_update(float *restrict p, const float *restrict g, float *restrict mo,
-			float *restrict ve, size_t n, float b1, float b2, float step, float eps)
-{
-	for (size_t i = 0; i < n; i++) {
-		float gi = g[i];
-
-		mo[i] = b1 * mo[i] + (1.0f - b1) * gi;
-		ve[i] = b2 * ve[i] + (1.0f - b2) * gi * gi;
-		p[i] -= step * mo[i] / (sqrtf(ve[i]) + eps);
-	}
 }
 
 void fv_model_prox_grad(struct fv_model *m, float mu, const float *base)
@@ -395,8 +391,11 @@ int fv_model_step(struct fv_model *m, const struct fv_train_opts *o)
 	case FV_OPTIM_ADAM: {
 		double t = (double)m->opt_t, c1 = 1.0 - pow(o->beta1, t), c2 = 1.0 - pow(o->beta2, t);
 
-		adam_update(p, g, m->opt_m, m->opt_v, n, o->beta1, o->beta2,
-			    (float)(o->lr * sqrt(c2) / c1), (float)(o->eps * sqrt(c2)));
+		/* Bias corrections are folded into the step size and epsilon:
+		 * p -= lr m_hat / (sqrt(v_hat) + eps), m_hat = m / c1, v_hat = v / c2
+		 * is p -= (lr sqrt(c2) / c1) m / (sqrt(v) + eps sqrt(c2)). */
+		fv_nn_kernels()->adam(p, g, m->opt_m, m->opt_v, n, o->beta1, o->beta2,
+				      (float)(o->lr * sqrt(c2) / c1), (float)(o->eps * sqrt(c2)));
 		break;
 	}
 	default:

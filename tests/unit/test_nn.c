@@ -595,89 +595,224 @@ static void test_determinism(void **state)
 
 /* ---- kernels ---- */
 
-static void test_matmul_fast_vs_ref(void **state)
+/* Every kernel variant this CPU runs, against exact sums in double, for
+ * odd shapes that hit every remainder path of the register blocking and
+ * the three ways the model calls the GEMM (forward on W^T, dW = dY^T X,
+ * dX = dY W). */
+static void test_kernels_vs_ref(void **state)
 {
+	const struct fv_nn_kernels *ks[8];
+	size_t nk = fv_nn_kernels_supported(ks, 8);
 	struct fv_rng r;
 	const uint32_t shapes[][3] = {
-		/* B, in, out: odd sizes hit every remainder path of the blocking */
-		{ 1, 1, 1 }, { 1, 8, 4 }, { 3, 7, 5 }, { 2, 9, 3 }, { 5, 16, 8 },
-		{ 4, 37, 13 }, { 1, 128, 16 }, { 7, 20, 12 }, { 2, 3, 64 }, { 5, 70, 33 },
-		{ 3, 33, 97 },
+		/* M, N, K */
+		{ 1, 1, 1 }, { 1, 8, 4 }, { 3, 7, 5 }, { 2, 9, 3 }, { 5, 16, 8 }, { 6, 32, 128 },
+		{ 4, 37, 13 }, { 1, 128, 16 }, { 7, 20, 12 }, { 2, 3, 64 }, { 13, 70, 33 },
+		{ 32, 16, 128 }, { 32, 128, 16 }, { 128, 16, 32 }, { 11, 33, 97 }, { 6, 48, 5 },
 	};
 
 	(void)state;
+	assert_true(nk >= 1);
 	fv_rng_seed(&r, 11);
 	for (size_t t = 0; t < FV_ARRAY_SIZE(shapes); t++) {
-		uint32_t B = shapes[t][0], in = shapes[t][1], out = shapes[t][2];
-		float *x = malloc(sizeof(float) * B * in), *w = malloc(sizeof(float) * out * in);
-		float *bias = malloc(sizeof(float) * out), *y1 = malloc(sizeof(float) * B * out);
-		float *y2 = malloc(sizeof(float) * B * out), *dy = malloc(sizeof(float) * B * out);
-		float *dw = malloc(sizeof(float) * out * in), *db = malloc(sizeof(float) * out);
-		float *dx = malloc(sizeof(float) * B * in), *wt = malloc(sizeof(float) * out * in);
-		float *y3 = malloc(sizeof(float) * B * out);
+		uint32_t M = shapes[t][0], N = shapes[t][1], K = shapes[t][2];
+		float *a = malloc(sizeof(float) * M * K), *b = malloc(sizeof(float) * K * N);
+		float *bias = malloc(sizeof(float) * N), *c = malloc(sizeof(float) * M * N);
+		float *cr = malloc(sizeof(float) * M * N), *x = malloc(sizeof(float) * K);
+		float *y = malloc(sizeof(float) * N), *yr = malloc(sizeof(float) * N);
 
-		fill_uniform(x, (size_t)B * in, &r, -1, 1);
-		fill_uniform(w, (size_t)out * in, &r, -1, 1);
-		fill_uniform(bias, out, &r, -1, 1);
-		fill_uniform(dy, (size_t)B * out, &r, -1, 1);
-		fv_nn_matmul_fwd(y1, x, w, bias, B, in, out);
-		fv_nn_matmul_fwd_ref(y2, x, w, bias, B, in, out);
-		fv_nn_transpose(wt, w, in, out);
-		for (uint32_t o = 0; o < out; o++)
-			for (uint32_t i = 0; i < in; i++)
-				assert_true(wt[i * out + o] == w[o * in + i]);
-		fv_nn_matmul_fwd_t(y3, x, wt, bias, B, in, out);
-		for (uint32_t s = 0; s < B; s++)
-			for (uint32_t o = 0; o < out; o++) {
-				double mag = fabs(bias[o]), exact = bias[o];
+		fill_uniform(a, (size_t)M * K, &r, -1, 1);
+		fill_uniform(b, (size_t)K * N, &r, -1, 1);
+		fill_uniform(bias, N, &r, -1, 1);
+		fill_uniform(x, K, &r, -1, 1);
+		for (int layout = 0; layout < 2; layout++) {
+			/* layout 0: a row-major (M, K); 1: a = the transpose of a
+			 * (K, M) buffer, as for dW = dY^T X. */
+			size_t rsa = layout ? 1 : K, csa = layout ? M : 1;
 
-				for (uint32_t i = 0; i < in; i++) {
-					exact += (double)x[s * in + i] * w[o * in + i];
-					mag += fabs((double)x[s * in + i] * w[o * in + i]);
+			for (int with_bias = 0; with_bias < 2; with_bias++) {
+				const float *bb = with_bias ? bias : NULL;
+
+				fv_nn_gemm_ref(cr, a, rsa, csa, b, N, bb, M, N, K);
+				for (size_t v = 0; v < nk; v++) {
+					memset(c, 0xff, sizeof(float) * M * N); /* NaN: every cell written */
+					ks[v]->gemm(c, a, rsa, csa, b, N, bb, M, N, K);
+					for (uint32_t i = 0; i < M; i++)
+						for (uint32_t j = 0; j < N; j++) {
+							double e = bb ? bb[j] : 0.0, mag = fabs(e);
+
+							for (uint32_t k = 0; k < K; k++) {
+								double p = (double)a[i * rsa + k * csa] *
+									   b[(size_t)k * N + j];
+
+								e += p;
+								mag += fabs(p);
+							}
+							/* Both within float rounding of the exact sum. */
+							if (fabs(c[i * N + j] - e) > 1e-6 * mag + 1e-7 ||
+							    fabs(cr[i * N + j] - e) > 1e-6 * mag + 1e-7)
+								fail_msg("%s gemm %ux%ux%u layout %d: [%u,%u] = %g, ref %g, exact %g",
+									 ks[v]->name, M, N, K, layout, i, j,
+									 c[i * N + j], cr[i * N + j], e);
+						}
 				}
-				/* Both are within float rounding of the exact sum. */
-				assert_float_equal(y1[s * out + o], exact, 1e-6 * mag + 1e-7);
-				assert_float_equal(y2[s * out + o], exact, 1e-6 * mag + 1e-7);
-				assert_float_equal(y3[s * out + o], exact, 1e-6 * mag + 1e-7);
 			}
-
-		/* Backward kernels against double loops. */
-		fv_nn_matmul_bwd_w(dw, db, dy, x, B, in, out);
-		fv_nn_matmul_bwd_x(dx, dy, w, B, in, out);
-		for (uint32_t o = 0; o < out; o++) {
-			double sb = 0.0;
-
-			for (uint32_t i = 0; i < in; i++) {
-				double sw = 0.0;
-
-				for (uint32_t s = 0; s < B; s++)
-					sw += (double)dy[s * out + o] * x[s * in + i];
-				assert_float_equal(dw[o * in + i], sw, 1e-5);
-			}
-			for (uint32_t s = 0; s < B; s++)
-				sb += dy[s * out + o];
-			assert_float_equal(db[o], sb, 1e-5);
 		}
-		for (uint32_t s = 0; s < B; s++)
-			for (uint32_t i = 0; i < in; i++) {
-				double sx = 0.0;
+		/* gemv: w = b viewed as (N, K)... use a as (M, K) rows. */
+		fv_nn_gemv_ref(yr, a, x, bias, M < N ? M : N, K);
+		for (size_t v = 0; v < nk; v++) {
+			uint32_t out = M < N ? M : N;
 
-				for (uint32_t o = 0; o < out; o++)
-					sx += (double)dy[s * out + o] * w[o * in + i];
-				assert_float_equal(dx[s * in + i], sx, 1e-5 * (1 + out));
+			ks[v]->gemv(y, a, x, bias, out, K);
+			for (uint32_t o = 0; o < out; o++) {
+				double e = bias[o], mag = fabs(e);
+
+				for (uint32_t k = 0; k < K; k++) {
+					e += (double)a[o * K + k] * x[k];
+					mag += fabs((double)a[o * K + k] * x[k]);
+				}
+				assert_float_equal(y[o], e, 1e-6 * mag + 1e-7);
+				assert_float_equal(yr[o], e, 1e-6 * mag + 1e-7);
 			}
-		free(x);
-		free(w);
+		}
+		free(a);
+		free(b);
 		free(bias);
-		free(y1);
-		free(y2);
-		free(dy);
-		free(dw);
-		free(db);
-		free(dx);
-		free(wt);
-		free(y3);
+		free(c);
+		free(cr);
+		free(x);
+		free(y);
+		free(yr);
 	}
+
+	/* Adam: the same update as the reference loop, within rounding. */
+	enum { P = 1003 };
+	float p0[P], g[P], m0[P], v0[P], p1[P], m1[P], v1[P];
+
+	fill_uniform(p0, P, &r, -1, 1);
+	fill_uniform(g, P, &r, -1, 1);
+	fill_uniform(m0, P, &r, -0.1, 0.1);
+	fill_uniform(v0, P, &r, 0, 0.1);
+	for (size_t v = 0; v < nk; v++) {
+		float pr[P], mr[P], vr[P];
+
+		memcpy(pr, p0, sizeof(p0));
+		memcpy(mr, m0, sizeof(m0));
+		memcpy(vr, v0, sizeof(v0));
+		memcpy(p1, p0, sizeof(p0));
+		memcpy(m1, m0, sizeof(m0));
+		memcpy(v1, v0, sizeof(v0));
+		fv_nn_adam_ref(pr, g, mr, vr, P, 0.9f, 0.999f, 1e-3f, 1e-8f);
+		ks[v]->adam(p1, g, m1, v1, P, 0.9f, 0.999f, 1e-3f, 1e-8f);
+		for (size_t i = 0; i < P; i++) {
+			assert_float_equal(p1[i], pr[i], 1e-6);
+			assert_float_equal(m1[i], mr[i], 1e-7);
+			assert_float_equal(v1[i], vr[i], 1e-7);
+		}
+	}
+	/* Activations: tanh and sigmoid within 2e-7 of libm in double, relu
+	 * exact, linear untouched; saturation far out; odd symmetry of tanh. */
+	enum { NA = 4001 };
+	static float xa[NA], ya[NA];
+
+	for (size_t i = 0; i < NA; i++)
+		xa[i] = (float)(-20.0 + 40.0 * (double)i / (NA - 1));
+	for (size_t v = 0; v < nk; v++)
+		for (int act = FV_ACT_LINEAR; act <= FV_ACT_SIGMOID; act++) {
+			memcpy(ya, xa, sizeof(xa));
+			ks[v]->act(ya, NA, act);
+			for (size_t i = 0; i < NA; i++) {
+				double x = xa[i], want = act == FV_ACT_TANH	 ? tanh(x)
+							 : act == FV_ACT_SIGMOID ? 1.0 / (1.0 + exp(-x))
+							 : act == FV_ACT_RELU	 ? (x > 0 ? x : 0)
+										 : x;
+
+				if (fabs(ya[i] - want) > 2e-7)
+					fail_msg("%s act %d at %g: %.9g, want %.9g", ks[v]->name, act,
+						 x, ya[i], want);
+			}
+			if (act == FV_ACT_TANH)
+				for (size_t i = 0; i < NA; i++)
+					assert_true(ya[i] == -ya[NA - 1 - i]);
+		}
+
+	print_message("kernel variants on this CPU:");
+	for (size_t v = 0; v < nk; v++)
+		print_message(" %s", ks[v]->name);
+	print_message(" (in use: %s)\n", fv_nn_kernels()->name);
+}
+
+/* Training does not depend on the variant beyond float rounding: each
+ * preset trains for a few hundred steps with every variant this CPU runs,
+ * from the same start, and ends at the same parameters and loss within a
+ * tolerance far below what training changes. Selecting an unknown or
+ * unsupported variant fails. */
+static void test_kernels_train_paths(void **state)
+{
+	const struct fv_nn_kernels *ks[8];
+	size_t nk = fv_nn_kernels_supported(ks, 8);
+	const char *saved = fv_nn_kernels()->name;
+	const enum fv_preset presets[] = { FV_PRESET_AE8, FV_PRESET_AE20, FV_PRESET_DAE128,
+					   FV_PRESET_SAE };
+	const size_t N = 320;
+	struct fv_rng r;
+
+	(void)state;
+	assert_int_equal(fv_nn_kernels_select("no-such-isa"), -EINVAL);
+	fv_rng_seed(&r, 5);
+	for (size_t t = 0; t < FV_ARRAY_SIZE(presets); t++) {
+		struct fv_model_spec s;
+		uint32_t in = fv_preset_nominal_input(presets[t]);
+		float *data = malloc(sizeof(float) * N * in), *first = NULL;
+		float loss0 = 0.0f, init_diff = 0.0f;
+		size_t P = 0;
+
+		assert_int_equal(fv_model_spec_preset(presets[t], in, &s), 0);
+		/* Low-rank data in (0, 1): every preset (sigmoid output too) fits. */
+		for (size_t i = 0; i < N; i++) {
+			double z0 = fv_rng_uniform(&r), z1 = fv_rng_uniform(&r);
+
+			for (uint32_t j = 0; j < in; j++)
+				data[i * in + j] = (float)(0.5 + 0.4 * sin(z0 * (j + 1) + 3 * z1));
+		}
+		for (size_t v = 0; v < nk; v++) {
+			struct fv_model *m = fv_model_new(&s, 32);
+			struct fv_train_opts o = FV_TRAIN_DEFAULTS;
+			float loss;
+
+			assert_int_equal(fv_nn_kernels_select(ks[v]->name), 0);
+			assert_string_equal(fv_nn_kernels()->name, ks[v]->name);
+			P = fv_model_nparams(m);
+			fv_model_init(m, 3);
+			o.lr = 3e-3f;
+			assert_int_equal(fv_model_train(m, data, N, 20, 32, &o, 7, &loss), 0);
+			if (v == 0) {
+				first = malloc(sizeof(float) * P);
+				memcpy(first, fv_model_params(m), sizeof(float) * P);
+				loss0 = loss;
+				/* What 200 steps changed, for scale. */
+				fv_model_init(m, 3);
+				for (size_t i = 0; i < P; i++)
+					init_diff = fmaxf(init_diff,
+							  fabsf(first[i] - fv_model_params(m)[i]));
+			} else {
+				float worst = 0.0f;
+
+				for (size_t i = 0; i < P; i++)
+					worst = fmaxf(worst, fabsf(fv_model_params(m)[i] - first[i]));
+				print_message("%s: %s vs %s: max |param diff| %.3g (training moved "
+					      "them up to %.3g), loss %.6g vs %.6g\n",
+					      fv_preset_name(presets[t]), ks[v]->name, ks[0]->name,
+					      worst, init_diff, loss, loss0);
+				assert_true(worst < 2e-3f * init_diff);
+				assert_float_equal(loss, loss0, 1e-3 * loss0);
+			}
+			fv_model_free(m);
+		}
+		free(first);
+		free(data);
+	}
+	assert_int_equal(fv_nn_kernels_select(saved), 0);
 }
 
 /* Scoring one sample equals the batch forward pass on that row. */
@@ -1033,6 +1168,28 @@ static void test_rng_masks_noise(void **state)
 	assert_true(fabs(sumsq / N - 1.0) < 0.03);
 	assert_true(fabs(m4 / N - 2.7) < 0.15);
 	assert_true(zmax <= 3.4642 && zmax > 2.5);
+	/* The vector kernels and the scalar definition (fv_nn_rng_draw) agree,
+	 * also across a 2^32 block of the counter (the scalar fallback). */
+	const uint64_t starts[] = { 0, 4294967290ull, 77ull << 32 };
+
+	for (size_t t = 0; t < FV_ARRAY_SIZE(starts); t++) {
+		float mk[16], nz[16], src[16] = { 0 };
+
+		m->rng_ctr = starts[t];
+		fv_nn_rng_dropout(m, mk, 16, 0.5f);
+		fv_nn_rng_noise(m, nz, src, 16, 1.0f);
+		for (uint64_t i = 0; i < 16; i++) {
+			uint32_t h = fv_nn_rng_draw(12345, starts[t] + i);
+			uint32_t h1 = fv_nn_rng_draw(12345, starts[t] + 16 + 2 * i);
+			uint32_t h2 = fv_nn_rng_draw(12345, starts[t] + 17 + 2 * i);
+			int32_t hs = (int32_t)((h1 & 0xffffu) + (h1 >> 16) + (h2 & 0xffffu) +
+					       (h2 >> 16));
+
+			assert_true(mk[i] == ((h >> 8) >= 8388608u ? 2.0f : 0.0f));
+			assert_float_equal(nz[i], (hs - 131070) * (1.7320508075688772 / 65536.0),
+					   1e-6);
+		}
+	}
 	/* Same key and counter, same draws; sigma scales. */
 	m->rng_ctr = N;
 	fv_nn_rng_noise(m, again, zero, N, 2.0f);
@@ -1196,7 +1353,8 @@ int main(void)
 		cmocka_unit_test(test_prox_grad),
 		cmocka_unit_test(test_train_prox),
 		cmocka_unit_test(test_determinism),
-		cmocka_unit_test(test_matmul_fast_vs_ref),
+		cmocka_unit_test(test_kernels_vs_ref),
+		cmocka_unit_test(test_kernels_train_paths),
 		cmocka_unit_test(test_score_matches_forward),
 		cmocka_unit_test(test_presets),
 		cmocka_unit_test(test_regularize_validate),
