@@ -10,6 +10,7 @@
 
 #include "agent.h"
 #include "fedvigil/sign.h"
+#include "fedvigil/svc.h"
 #include "fedvigil/version.h"
 
 #define MAX_TICKS_PER_MSG 100000
@@ -86,6 +87,10 @@ struct agent {
 	uint64_t n_rollback;         /* models older than one accepted */
 	uint64_t n_clears_ignored;   /* unsigned empty model/round payloads ignored */
 	struct fv_ratelimit rl_sec;  /* bounds the log lines of refusals */
+	/* service integration (fedvigil/svc.h) */
+	struct fv_sd sd;             /* notify protocol and watchdog */
+	struct fv_httpd *httpd;      /* Prometheus responder, NULL = off */
+	int64_t connected_ms;        /* monotonic time of the last connect, 0 = never */
 };
 
 static void try_pending(struct agent *a, bool force);
@@ -150,9 +155,11 @@ static void publish_metrics(struct agent *a)
 {
 	char buf[2048];
 	struct fv_mqtt_stats ms;
+	struct fv_proc_usage pu;
 	int n;
 
 	fv_mqtt_get_stats(a->mq, &ms);
+	fv_proc_usage(&pu);
 	n = snprintf(buf, sizeof(buf),
 		     "{\"agent\":\"%s\",\"fleet\":\"%s\",\"ts\":%" PRId64 ",\"messages\":%" PRIu64
 		     ",\"parse_errors\":%" PRIu64 ",\"unknown_topic\":%" PRIu64
@@ -163,14 +170,14 @@ static void publish_metrics(struct agent *a)
 		     ",\"signature_rejected\":%" PRIu64 ",\"rollback_rejected\":%" PRIu64
 		     ",\"clears_ignored\":%" PRIu64 ",\"model_epoch\":%" PRIu64
 		     ",\"mqtt_dropped\":%" PRIu64
-		     ",\"bytes_out\":%" PRIu64 "}",
+		     ",\"bytes_out\":%" PRIu64 ",\"rss_bytes\":%" PRIu64 ",\"cpu_seconds\":%.3f}",
 		     a->cfg.id, a->cfg.fleet, fv_now_wall_ms(), a->n_msgs, a->n_parse_err,
 		     a->n_unknown_topic, a->n_vectors, a->n_incomplete, a->n_windows, a->n_above,
 		     a->n_alerts, a->n_rounds, a->have_model ? a->gm.version : 0,
 		     (double)a->last_score, a->have_model ? (double)a->gm.threshold : 0.0,
 		     a->buf.len, a->n_model_rejected, a->n_ann_rejected, a->n_sig_rejected,
 		     a->n_rollback, a->n_clears_ignored, a->have_model ? a->gm.epoch : 0,
-		     ms.dropped_full + ms.dropped_big, ms.bytes_out);
+		     ms.dropped_full + ms.dropped_big, ms.bytes_out, pu.rss_bytes, pu.cpu_seconds);
 	fv_mqtt_publish(a->mq, a->t_metrics, buf, (size_t)n, 0, false);
 }
 
@@ -994,6 +1001,7 @@ void agent_free(struct agent *a)
 	if (!a)
 		return;
 	fv_mqtt_free(a->mq, 1000);
+	fv_httpd_free(a->httpd);
 	drop_model_objects(a);
 	fv_global_clear(&a->gm);
 	fv_announce_clear(&a->ann);
@@ -1010,11 +1018,215 @@ void agent_free(struct agent *a)
 	free(a);
 }
 
-int agent_run(struct agent *a, volatile int *stop)
+/* ---- service integration: readiness, status, reload, Prometheus ---- */
+
+/* Without a retained model the agent is ready this long after connecting
+ * (a fleet whose coordinator has not produced one yet). */
+#define READY_SETTLE_MS 2000
+
+/* READY=1 once connected and synced: the retained global model has been
+ * loaded, or none arrived within READY_SETTLE_MS of connecting. */
+static void check_ready(struct agent *a, int64_t now)
 {
-	struct pollfd pfd;
+	char status[160];
+
+	if (a->sd.ready || !a->connected_ms || !fv_mqtt_connected(a->mq))
+		return;
+	if (!a->have_model && now - a->connected_ms < READY_SETTLE_MS)
+		return;
+	if (a->have_model)
+		snprintf(status, sizeof(status), "connected, model v%" PRIu64 " loaded",
+			 a->gm.version);
+	else
+		snprintf(status, sizeof(status), "connected, waiting for the first global model");
+	fv_sd_ready(&a->sd, status);
+}
+
+static void update_status(struct agent *a, int64_t now)
+{
+	if (!a->sd.active)
+		return;
+	if (!fv_mqtt_connected(a->mq))
+		fv_sd_status(&a->sd, now, "broker not connected; model v%" PRIu64 ", %" PRIu64
+			     " alerts", a->have_model ? a->gm.version : 0, a->n_alerts);
+	else if (!a->have_model)
+		fv_sd_status(&a->sd, now, "waiting for the first global model; %" PRIu64
+			     " vectors, round %" PRIu64, a->n_vectors,
+			     a->have_ann ? a->ann.h.round : 0);
+	else
+		fv_sd_status(&a->sd, now, "round %" PRIu64 ", model v%" PRIu64 ", last score %.4g"
+			     " (threshold %.4g), %" PRIu64 " alerts%s", a->have_ann ? a->ann.h.round : 0,
+			     a->gm.version, (double)a->last_score, (double)a->gm.threshold,
+			     a->n_alerts, a->det.raised ? ", alert active" : "");
+}
+
+static void on_change(const struct fv_cfg_key *k, const char *old_value, const char *new_value,
+		      bool applied, void *userdata)
+{
+	bool secret = strstr(k->name, "password") != NULL;
+
+	(void)userdata;
+	if (applied)
+		fv_log(FV_LOG_NOTICE, "reload: %s.%s = %s (was %s)", k->section, k->name,
+		       secret ? "(hidden)" : new_value, secret ? "(hidden)" : old_value);
+	else
+		fv_log(FV_LOG_WARNING,
+		       "reload: %s.%s changed to %s but takes effect only after a restart; "
+		       "keeping %s",
+		       k->section, k->name, secret ? "(hidden)" : new_value,
+		       secret ? "(hidden)" : old_value);
+}
+
+static bool channels_equal(const struct agent_config *x, const struct agent_config *y)
+{
+	if (x->n_channels != y->n_channels)
+		return false;
+	for (uint32_t i = 0; i < x->n_channels; i++) {
+		const struct agent_channel *p = &x->channels[i], *q = &y->channels[i];
+
+		if (strcmp(p->name, q->name) != 0 || strcmp(p->topic, q->topic) != 0 ||
+		    p->fmt.format != q->fmt.format || strcmp(p->fmt.value_path, q->fmt.value_path) != 0 ||
+		    strcmp(p->fmt.ts_path, q->fmt.ts_path) != 0)
+			return false;
+	}
+	return true;
+}
+
+static void open_score_log(struct agent *a)
+{
+	if (a->score_log)
+		fclose(a->score_log);
+	a->score_log = NULL;
+	a->score_log_failed = false;
+	if (!a->cfg.score_log[0])
+		return;
+	a->score_log = fopen(a->cfg.score_log, "a");
+	if (!a->score_log) {
+		fv_log(FV_LOG_ERR, "agent.score_log = %s: cannot open: %s (scores are not logged)",
+		       a->cfg.score_log, strerror(errno));
+		return;
+	}
+	setvbuf(a->score_log, NULL, _IOLBF, 0);
+	if (ftell(a->score_log) == 0)
+		fprintf(a->score_log, "ts_ms,score,threshold,above,alert,model_version\n");
+}
+
+int agent_reload(struct agent *a, const struct agent_config *next)
+{
+	struct fv_detect_opts old = a->det.o;
+	int n;
+
+	if (!channels_equal(&a->cfg, next))
+		fv_log(FV_LOG_WARNING, "reload: the [channel.NAME] sections changed; they take "
+		       "effect only after a restart (the model's input is fixed)");
+	n = fv_cfg_apply_live(agent_cfg_keys, agent_cfg_nkeys, &a->cfg, next, agent_live_keys,
+			      on_change, NULL);
+	fv_log_setup((enum fv_log_level)(a->cfg.log_level + FV_LOG_ERR), "fedvigil-agent");
+	a->det.o = (struct fv_detect_opts){ .k = (uint32_t)a->cfg.k, .n = (uint32_t)a->cfg.n,
+					    .clear_ratio = (float)a->cfg.clear_ratio,
+					    .clear_n = (uint32_t)a->cfg.clear_n };
+	/* New debounce rules start from a clean history; an active alert
+	 * stays active and clears under the new rules. */
+	if (memcmp(&old, &a->det.o, sizeof(old)) != 0)
+		fv_detect_reset_history(&a->det);
+	open_score_log(a);
+	return n;
+}
+
+static void reload(struct agent *a, const struct agent_ctl *ctl)
+{
+	static struct agent_config next; /* large: not on the stack */
+	char err[600];
+	int r, n;
+
+	fv_sd_reloading(&a->sd);
+	r = ctl->load(&next, err, sizeof(err));
+	if (r < 0) {
+		fv_log(FV_LOG_ERR, "reload rejected: %s; keeping the running configuration", err);
+	} else {
+		n = agent_reload(a, &next);
+		fv_log(FV_LOG_NOTICE, "configuration reloaded: %d key(s) changed", n);
+	}
+	fv_sd_reloaded(&a->sd, r < 0 ? "reload rejected, running configuration kept"
+				     : "configuration reloaded");
+}
+
+static void render_prom(struct fv_prom *p, void *userdata)
+{
+	const struct agent *a = userdata;
+	struct fv_mqtt_stats ms;
+	char labels[300], id[FV_NAME_MAX * 2], fleet[FV_NAME_MAX * 2];
+
+	snprintf(labels, sizeof(labels), "version=\"%s\",fleet=\"%s\",agent=\"%s\"", FV_VERSION,
+		 fv_prom_label_escape(a->cfg.fleet, fleet, sizeof(fleet)),
+		 fv_prom_label_escape(a->cfg.id, id, sizeof(id)));
+	fv_prom_family(p, "fedvigil_agent_info", "gauge",
+		       "Constant 1, labelled with the version, fleet and agent id.");
+	fv_prom_sample(p, "fedvigil_agent_info", labels, 1);
+	fv_prom_metric(p, "fedvigil_agent_channels", "gauge", "Model channels configured.",
+		       a->cfg.n_channels);
+	fv_prom_metric(p, "fedvigil_agent_messages_total", "counter",
+		       "MQTT messages handled by the main loop.", (double)a->n_msgs);
+	fv_prom_metric(p, "fedvigil_agent_parse_errors_total", "counter",
+		       "Sensor payloads rejected (unparseable, NaN/Inf, wrong type).",
+		       (double)a->n_parse_err);
+	fv_prom_metric(p, "fedvigil_agent_unknown_topic_total", "counter",
+		       "Messages on topics no channel uses.", (double)a->n_unknown_topic);
+	fv_prom_metric(p, "fedvigil_agent_vectors_total", "counter",
+		       "Complete aligned vectors sampled.", (double)a->n_vectors);
+	fv_prom_metric(p, "fedvigil_agent_incomplete_vectors_total", "counter",
+		       "Sampling ticks with a missing or stale channel.", (double)a->n_incomplete);
+	fv_prom_metric(p, "fedvigil_agent_windows_total", "counter", "Windows scored.",
+		       (double)a->n_windows);
+	fv_prom_metric(p, "fedvigil_agent_windows_above_total", "counter",
+		       "Windows that scored above the threshold.", (double)a->n_above);
+	fv_prom_metric(p, "fedvigil_agent_alerts_total", "counter", "Alerts raised.",
+		       (double)a->n_alerts);
+	fv_prom_metric(p, "fedvigil_agent_alert_active", "gauge", "1 while an alert is raised.",
+		       a->det.raised ? 1 : 0);
+	fv_prom_metric(p, "fedvigil_agent_score", "gauge",
+		       "Reconstruction error of the last scored window.", (double)a->last_score);
+	fv_prom_metric(p, "fedvigil_agent_threshold", "gauge",
+		       "Alert threshold of the global model (0 = none yet).",
+		       a->have_model ? (double)a->gm.threshold : 0);
+	fv_prom_metric(p, "fedvigil_agent_model_version", "gauge",
+		       "Version of the global model in use (0 = none yet).",
+		       a->have_model ? (double)a->gm.version : 0);
+	fv_prom_metric(p, "fedvigil_agent_models_rejected_total", "counter",
+		       "Global models refused (decode errors, shape, memory limit).",
+		       (double)a->n_model_rejected);
+	fv_prom_metric(p, "fedvigil_agent_announcements_rejected_total", "counter",
+		       "Round announcements refused (decode errors, stale).",
+		       (double)a->n_ann_rejected);
+	fv_prom_metric(p, "fedvigil_agent_rounds_total", "counter",
+		       "Round updates sent to the coordinator.", (double)a->n_rounds);
+	fv_prom_metric(p, "fedvigil_agent_round", "gauge", "Round of the last announcement.",
+		       a->have_ann ? (double)a->ann.h.round : 0);
+	fv_prom_metric(p, "fedvigil_agent_buffer_vectors", "gauge",
+		       "Vectors in the local training buffer.", (double)a->buf.len);
+	fv_mqtt_get_stats(a->mq, &ms);
+	fv_prom_mqtt(p, &ms, fv_mqtt_connected(a->mq));
+	fv_prom_metric(p, "fedvigil_watchdog_pings_total", "counter",
+		       "WATCHDOG=1 notifications sent to the service manager.",
+		       (double)a->sd.wd_sent);
+	fv_prom_process(p);
+}
+
+int agent_run(struct agent *a, const struct agent_ctl *ctl)
+{
 	int64_t next_wall_tick = 0;
 
+	fv_sd_init(&a->sd);
+	if (a->cfg.metrics_listen[0]) {
+		char err[300];
+
+		a->httpd = fv_httpd_new(a->cfg.metrics_listen, render_prom, a, err, sizeof(err));
+		if (!a->httpd) {
+			fv_log(FV_LOG_ERR, "metrics.listen: %s", err);
+			return 1;
+		}
+		fv_log(FV_LOG_INFO, "Prometheus metrics on http://%s/metrics", fv_httpd_addr(a->httpd));
+	}
 	if (fv_mqtt_start(a->mq) < 0) {
 		fv_log(FV_LOG_ERR, "cannot start the MQTT client for %s", a->cfg.broker);
 		return 1;
@@ -1023,11 +1235,12 @@ int agent_run(struct agent *a, volatile int *stop)
 	       a->cfg.id, a->cfg.fleet, a->cfg.n_channels, a->cfg.broker,
 	       a->cfg.clock == AGENT_CLOCK_DATA ? "data" : "wall");
 	a->next_metrics = fv_now_mono_ms() + a->cfg.metrics_interval_ms;
-	while (!*stop) {
+	while (!*ctl->stop) {
+		struct pollfd pfd[1 + FV_HTTPD_POLLFDS];
 		struct fv_mqtt_msg m;
 		enum fv_mqtt_event ev;
 		int64_t now = fv_now_mono_ms();
-		int timeout = 200;
+		int timeout = 200, np = 1;
 
 		if (a->cfg.clock == AGENT_CLOCK_WALL) {
 			if (next_wall_tick == 0 || now >= next_wall_tick) {
@@ -1040,18 +1253,31 @@ int agent_run(struct agent *a, volatile int *stop)
 			publish_metrics(a);
 			a->next_metrics = now + a->cfg.metrics_interval_ms;
 		}
-		pfd.fd = fv_mqtt_fd(a->mq);
-		pfd.events = POLLIN;
-		if (poll(&pfd, 1, timeout) < 0 && errno != EINTR) {
+		/* One iteration of this loop is progress: only here is the
+		 * watchdog fed, so a loop stuck anywhere stops the pings. */
+		timeout = FV_MIN(timeout, fv_sd_watchdog(&a->sd, now));
+		check_ready(a, now);
+		update_status(a, now);
+		if (*ctl->reload) {
+			*ctl->reload = 0;
+			reload(a, ctl);
+		}
+		pfd[0] = (struct pollfd){ .fd = fv_mqtt_fd(a->mq), .events = POLLIN };
+		if (a->httpd)
+			np += fv_httpd_pollfds(a->httpd, pfd + 1, FV_HTTPD_POLLFDS);
+		if (poll(pfd, (nfds_t)np, timeout) < 0 && errno != EINTR) {
 			fv_log(FV_LOG_ERR, "poll: %s", strerror(errno));
 			return 1;
 		}
+		if (a->httpd)
+			fv_httpd_handle(a->httpd, pfd + 1, np - 1, fv_now_mono_ms());
 		/* Bounded batch so timers keep running under a flood. */
-		for (int i = 0; i < 10000 && !*stop; i++) {
+		for (int i = 0; i < 10000 && !*ctl->stop; i++) {
 			ev = fv_mqtt_next(a->mq, &m);
 			if (ev == FV_MQTT_EV_NONE)
 				break;
 			if (ev == FV_MQTT_EV_CONNECTED) {
+				a->connected_ms = fv_now_mono_ms();
 				publish_state(a, "online");
 			} else if (ev == FV_MQTT_EV_MESSAGE) {
 				on_message(a, &m);
@@ -1059,6 +1285,7 @@ int agent_run(struct agent *a, volatile int *stop)
 			}
 		}
 	}
+	fv_sd_stopping(&a->sd, "stopping");
 	fv_log(FV_LOG_NOTICE, "stopping: %" PRIu64 " vectors, %" PRIu64 " windows, %" PRIu64
 	       " alerts, %" PRIu64 " rounds",
 	       a->n_vectors, a->n_windows, a->n_alerts, a->n_rounds);

@@ -2,6 +2,7 @@
 #ifndef FEDVIGIL_AGENT_H
 #define FEDVIGIL_AGENT_H
 
+#include <signal.h>
 #include <stdbool.h>
 #include <stdint.h>
 
@@ -60,6 +61,8 @@ struct agent_config {
 	char sign_model_key[512];   /* coordinator's public key(s); "" = models unverified */
 	char sign_key_file[512];    /* this agent's private key; "" = updates unsigned */
 	char sign_version_file[512]; /* highest model accepted, kept across restarts */
+	/* [metrics] */
+	char metrics_listen[64];    /* Prometheus address "127.0.0.1:9109", "" = off */
 	/* [channel.NAME] sections */
 	uint32_t n_channels;
 	struct agent_channel channels[FV_MAX_CHANNELS];
@@ -67,6 +70,9 @@ struct agent_config {
 
 extern const struct fv_cfg_key agent_cfg_keys[];
 extern const size_t agent_cfg_nkeys;
+/* Keys applied live on SIGHUP ("section.name" or "section.*", NULL-ended);
+ * the others, and the [channel.NAME] sections, need a restart. */
+extern const char *const agent_live_keys[];
 
 /* Load defaults, then the file (if path != NULL). 0 or -errno with err. */
 int agent_config_load(struct agent_config *c, const char *path, char *err, size_t errlen);
@@ -78,7 +84,21 @@ struct agent;
 /* Build an agent from a checked config; NULL on failure (logged). */
 struct agent *agent_new(const struct agent_config *c);
 void agent_free(struct agent *a);
-/* Run the main loop until *stop becomes nonzero. Returns exit status. */
-int agent_run(struct agent *a, volatile int *stop);
+/* How main.c steers the loop: signal flags and a configuration loader. */
+struct agent_ctl {
+	volatile sig_atomic_t *stop;   /* nonzero: stop (SIGTERM, SIGINT) */
+	volatile sig_atomic_t *reload; /* nonzero: reload (SIGHUP); the loop clears it */
+	/* Build the configuration again (file + the same command line) into
+	 * ret; 0, or -errno with the reason in err. */
+	int (*load)(struct agent_config *ret, char *err, size_t errlen);
+};
+/* Run the main loop until *ctl->stop becomes nonzero. Returns the exit
+ * status. Feeds systemd's watchdog once per iteration and sends READY=1
+ * once connected and synced (fedvigil/svc.h). */
+int agent_run(struct agent *a, const struct agent_ctl *ctl);
+/* Apply a reloaded, checked configuration: live keys take effect, changes
+ * to the others are logged as needing a restart, the score log is
+ * reopened (log rotation). Returns the number of keys changed. */
+int agent_reload(struct agent *a, const struct agent_config *next);
 
 #endif

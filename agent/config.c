@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "agent.h"
+#include "fedvigil/svc.h"
 
 static const char *const log_levels[] = { "err", "warning", "notice", "info", "debug", NULL };
 static const char *const clocks[] = { "wall", "data", NULL };
@@ -72,6 +73,14 @@ const struct fv_cfg_key agent_cfg_keys[] = {
 	K("sign", "version_file", FV_CFG_STR, "", 0, 0, NULL, sign_version_file,
 	  "keeps the highest model (epoch, version) accepted, so that an older one is "
 	  "refused after a restart too; empty: in memory only"),
+	K("metrics", "listen", FV_CFG_STR, "", 0, 0, NULL, metrics_listen,
+	  "serve Prometheus metrics at http://ADDR/metrics: PORT, IPV4:PORT or [IPV6]:PORT "
+	  "(PORT alone = 127.0.0.1; empty = off)"),
+};
+
+const char *const agent_live_keys[] = {
+	"agent.log_level", "agent.metrics_interval_ms", "agent.max_model_kb", "agent.score_log",
+	"detect.*", NULL,
 };
 const size_t agent_cfg_nkeys = FV_ARRAY_SIZE(agent_cfg_keys);
 
@@ -178,6 +187,18 @@ int agent_config_check(struct agent_config *c, char *err, size_t errlen)
 		snprintf(err, errlen, "agent.fleet = '%s': must be 1-63 chars of [A-Za-z0-9_.-]",
 			 c->fleet);
 		return -EINVAL;
+	}
+	if (c->metrics_listen[0]) {
+		char host[64];
+		uint16_t port;
+
+		if (fv_httpd_parse_listen(c->metrics_listen, host, sizeof(host), &port) < 0) {
+			snprintf(err, errlen,
+				 "metrics.listen = '%s': not PORT, IPV4:PORT or [IPV6]:PORT "
+				 "(numeric addresses)",
+				 c->metrics_listen);
+			return -EINVAL;
+		}
 	}
 	if (c->k > c->n) {
 		snprintf(err, errlen, "detect.k = %lld is larger than detect.n = %lld", c->k, c->n);

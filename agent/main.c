@@ -8,12 +8,49 @@
 #include "agent.h"
 #include "fedvigil/version.h"
 
-static volatile int stop_requested;
+static volatile sig_atomic_t stop_requested, reload_requested;
 
 static void on_signal(int sig)
 {
 	(void)sig;
 	stop_requested = 1;
+}
+
+static void on_hup(int sig)
+{
+	(void)sig;
+	reload_requested = 1;
+}
+
+/* The command line, kept for reloads: the file, then the overrides in
+ * command-line order. */
+static const char *config_path;
+static struct { const char *key, *val; } sets[64];
+static size_t nsets;
+
+/* defaults < file < command line, then the cross-field checks. 0, or
+ * -errno with the message in err. Also what SIGHUP runs. */
+static int load_config(struct agent_config *cfg, char *err, size_t errlen)
+{
+	char why[512];
+	int r;
+
+	r = agent_config_load(cfg, config_path, err, errlen);
+	if (r < 0)
+		return r;
+	for (size_t i = 0; i < nsets; i++) {
+		r = fv_cfg_set(agent_cfg_keys, agent_cfg_nkeys, cfg, sets[i].key, sets[i].val, err,
+			       errlen);
+		if (r < 0)
+			return r;
+	}
+	r = agent_config_check(cfg, why, sizeof(why));
+	if (r < 0) {
+		snprintf(err, errlen, "%s%s%s", config_path ? config_path : "",
+			 config_path ? ": " : "", why);
+		return r;
+	}
+	return 0;
 }
 
 static void usage(FILE *out)
@@ -60,7 +97,7 @@ static void dump_channels(const struct agent_config *c)
 int main(int argc, char **argv)
 {
 	enum { OPT_BROKER = 256, OPT_FLEET, OPT_ID, OPT_LOG, OPT_SCORELOG, OPT_SET, OPT_CHECK,
-	       OPT_DUMP };
+	       OPT_DUMP, OPT_MAN_KEYS };
 	static const struct option opts[] = {
 		{ "config", required_argument, NULL, 'c' },
 		{ "broker", required_argument, NULL, OPT_BROKER },
@@ -71,15 +108,14 @@ int main(int argc, char **argv)
 		{ "set", required_argument, NULL, OPT_SET },
 		{ "check-config", no_argument, NULL, OPT_CHECK },
 		{ "dump-config", no_argument, NULL, OPT_DUMP },
+		/* The key table as roff, for the man page (build time). */
+		{ "man-keys", no_argument, NULL, OPT_MAN_KEYS },
 		{ "help", no_argument, NULL, 'h' },
 		{ "version", no_argument, NULL, 'V' },
 		{ 0 },
 	};
 	/* Overrides are applied after the file, in command-line order. */
-	struct { const char *key, *val; } sets[64];
 	static char setbuf[64][512];
-	size_t nsets = 0;
-	const char *path = NULL;
 	bool check = false, dump = false;
 	static struct agent_config cfg;
 	char err[512];
@@ -89,7 +125,7 @@ int main(int argc, char **argv)
 		const char *key = NULL;
 
 		switch (opt) {
-		case 'c': path = optarg; break;
+		case 'c': config_path = optarg; break;
 		case OPT_BROKER: key = "agent.broker"; break;
 		case OPT_FLEET: key = "agent.fleet"; break;
 		case OPT_ID: key = "agent.id"; break;
@@ -113,6 +149,9 @@ int main(int argc, char **argv)
 		}
 		case OPT_CHECK: check = true; break;
 		case OPT_DUMP: dump = true; break;
+		case OPT_MAN_KEYS:
+			fv_cfg_print_man(agent_cfg_keys, agent_cfg_nkeys, agent_live_keys, stdout);
+			return 0;
 		case 'h': usage(stdout); return 0;
 		case 'V': printf("fedvigil-agent %s\n", FV_VERSION); return 0;
 		default: usage(stderr); return 2;
@@ -131,19 +170,9 @@ int main(int argc, char **argv)
 		fprintf(stderr, "fedvigil-agent: unexpected argument '%s' (see --help)\n", argv[optind]);
 		return 2;
 	}
-	r = agent_config_load(&cfg, path, err, sizeof(err));
+	r = load_config(&cfg, err, sizeof(err));
 	if (r < 0) {
 		fprintf(stderr, "fedvigil-agent: %s\n", err);
-		return 2;
-	}
-	for (size_t i = 0; i < nsets; i++)
-		if (fv_cfg_set(agent_cfg_keys, agent_cfg_nkeys, &cfg, sets[i].key, sets[i].val, err,
-			       sizeof(err)) < 0) {
-			fprintf(stderr, "fedvigil-agent: %s\n", err);
-			return 2;
-		}
-	if (agent_config_check(&cfg, err, sizeof(err)) < 0) {
-		fprintf(stderr, "fedvigil-agent: %s%s%s\n", path ? path : "", path ? ": " : "", err);
 		return 2;
 	}
 	if (dump) {
@@ -152,7 +181,8 @@ int main(int argc, char **argv)
 		return 0;
 	}
 	if (check) {
-		printf("%s: OK (%u channels)\n", path ? path : "configuration", cfg.n_channels);
+		printf("%s: OK (%u channels)\n", config_path ? config_path : "configuration",
+		       cfg.n_channels);
 		return 0;
 	}
 
@@ -161,6 +191,8 @@ int main(int argc, char **argv)
 	sigemptyset(&sa.sa_mask);
 	sigaction(SIGTERM, &sa, NULL);
 	sigaction(SIGINT, &sa, NULL);
+	sa.sa_handler = on_hup;
+	sigaction(SIGHUP, &sa, NULL);
 	signal(SIGPIPE, SIG_IGN);
 
 	struct agent *a = agent_new(&cfg);
@@ -168,7 +200,10 @@ int main(int argc, char **argv)
 		fv_log(FV_LOG_ERR, "cannot start the agent (see above)");
 		return 1;
 	}
-	r = agent_run(a, &stop_requested);
+	const struct agent_ctl ctl = { .stop = &stop_requested, .reload = &reload_requested,
+				       .load = load_config };
+
+	r = agent_run(a, &ctl);
 	agent_free(a);
 	fv_log(FV_LOG_NOTICE, "stopped");
 	return r;

@@ -8,6 +8,7 @@
 #include <sys/stat.h>
 
 #include "coord.h"
+#include "fedvigil/svc.h"
 
 static const char *const level_names[] = { "err", "warning", "notice", "info", "debug", NULL };
 /* Order matches enum fv_act, so the index is the activation. */
@@ -149,6 +150,15 @@ const struct fv_cfg_key coord_cfg_keys[] = {
 	K_STR("sign", "agent_keys", sign_agent_keys, "",
 	      "directory of <agent-id>.pub: every update must be signed by its agent's key "
 	      "(empty: updates are not verified)"),
+	K_STR("metrics", "listen", metrics_listen, "",
+	      "serve Prometheus metrics at http://ADDR/metrics: PORT, IPV4:PORT or [IPV6]:PORT "
+	      "(PORT alone = 127.0.0.1; empty = off)"),
+};
+
+/* Keys a SIGHUP applies to the running coordinator; the others need a
+ * restart (docs/coordinator.md, "Reloading"). */
+const char *const coord_live_keys[] = {
+	"coordinator.log_level", "round.*", "threshold.*", NULL,
 };
 
 const size_t coord_cfg_nkeys = FV_ARRAY_SIZE(coord_cfg_keys);
@@ -206,6 +216,18 @@ int coord_config_finish(struct coord_config *c, char *err, size_t errlen)
 		if (stat(c->sign_agent_keys, &st) < 0 || !S_ISDIR(st.st_mode)) {
 			snprintf(err, errlen, "sign.agent_keys = %s: not a directory",
 				 c->sign_agent_keys);
+			return -EINVAL;
+		}
+	}
+	if (c->metrics_listen[0]) {
+		char host[64];
+		uint16_t port;
+
+		if (fv_httpd_parse_listen(c->metrics_listen, host, sizeof(host), &port) < 0) {
+			snprintf(err, errlen,
+				 "metrics.listen = '%s': not PORT, IPV4:PORT or [IPV6]:PORT "
+				 "(numeric addresses)",
+				 c->metrics_listen);
 			return -EINVAL;
 		}
 	}

@@ -29,6 +29,7 @@
 #include "fedvigil/fl.h"
 #include "fedvigil/mqtt.h"
 #include "fedvigil/sign.h"
+#include "fedvigil/svc.h"
 #include "fedvigil/version.h"
 #include "round.h"
 
@@ -85,6 +86,9 @@ struct coord {
 	uint64_t epoch;                 /* (epoch, version) orders our models */
 	bool signing;                   /* key below is loaded */
 	struct fv_sign_key key;         /* signs models and announcements */
+	/* Since start, for the Prometheus page (coord_info). */
+	uint64_t rounds_closed, accepted_total, update_bytes_total;
+	uint64_t rejected_total[FV_REJ__MAX];
 };
 
 /* ---- publishing ---- */
@@ -831,6 +835,7 @@ static void publish_metrics(struct coord *co, uint64_t round, enum fv_round_kind
 			    int64_t duration)
 {
 	cJSON *o = cJSON_CreateObject(), *rej;
+	struct fv_proc_usage pu;
 
 	if (!o)
 		return;
@@ -877,6 +882,9 @@ static void publish_metrics(struct coord *co, uint64_t round, enum fv_round_kind
 		cJSON_AddNumberToObject(rej, fv_reject_name((enum fv_reject)i),
 					(double)co->rejected[i]);
 	cJSON_AddNumberToObject(o, "duration_ms", (double)duration);
+	fv_proc_usage(&pu);
+	cJSON_AddNumberToObject(o, "rss_bytes", (double)pu.rss_bytes);
+	cJSON_AddNumberToObject(o, "cpu_seconds", (double)(int64_t)(pu.cpu_seconds * 1000) / 1000);
 	publish_json(co, co->t_metrics, o, 0, false);
 	cJSON_Delete(o);
 }
@@ -897,6 +905,7 @@ static void close_round(struct coord *co, int64_t now)
 	}
 	co->round = closed + 1;
 	co->kind = FV_ROUND_TRAIN;
+	co->rounds_closed++;
 	/* Persist first: once agents see version V, a restart must not go
 	 * back to V-1. A failed write is logged and the fleet keeps going. */
 	persist(co);
@@ -931,6 +940,7 @@ static void reject(struct coord *co, enum fv_reject why, const char *agent, uint
 	va_list ap;
 
 	co->rejected[why]++;
+	co->rejected_total[why]++;
 	if (!fv_log_enabled(FV_LOG_WARNING) || !fv_ratelimit_ok(&co->rl, &sup))
 		return;
 	va_start(ap, fmt);
@@ -1047,6 +1057,7 @@ static void handle_update(struct coord *co, uint64_t round, const char *agent,
 		goto drop;
 	}
 	co->upd[co->n_upd++] = u;
+	co->accepted_total++;
 	fv_log(FV_LOG_INFO,
 	       "update from %s for round %" PRIu64 " accepted: %" PRIu64 " samples, loss %.4g "
 	       "(%u/%u)",
@@ -1165,6 +1176,10 @@ void coord_get_info(const struct coord *co, struct coord_info *ret)
 	ret->model = co->have_model ? &co->model : NULL;
 	ret->epoch = co->epoch;
 	ret->signing = co->signing;
+	ret->rounds_closed = co->rounds_closed;
+	ret->accepted_total = co->accepted_total;
+	memcpy(ret->rejected_total, co->rejected_total, sizeof(ret->rejected_total));
+	ret->update_bytes_total = co->update_bytes_total;
 }
 
 const char *coord_will_topic(const struct coord *co)
@@ -1204,6 +1219,7 @@ void coord_on_message(struct coord *co, const char *topic, const void *payload, 
 		return;
 	}
 	if (fv_topic_parse_update(topic, co->cfg->fleet, &round, agent) == 0) {
+		co->update_bytes_total += len;
 		handle_update(co, round, agent, payload, len, fv_now_mono_ms());
 		return;
 	}

@@ -83,6 +83,8 @@ struct coord_config {
 	/* [sign] */
 	char sign_key_file[512];     /* private key signing models/announcements, "" = unsigned */
 	char sign_agent_keys[512];   /* directory of <agent>.pub; "" = updates unverified */
+	/* [metrics] */
+	char metrics_listen[64];     /* Prometheus address "127.0.0.1:9108", "" = off */
 
 	/* Derived by coord_config_finish(), not keys. */
 	struct fv_agg_config agg;    /* the [aggregation] keys, checked */
@@ -95,6 +97,8 @@ struct coord_config {
 /* The key table (config.c) and its length. */
 extern const struct fv_cfg_key coord_cfg_keys[];
 extern const size_t coord_cfg_nkeys;
+/* Keys applied live on SIGHUP ("section.name" or "section.*", NULL-ended). */
+extern const char *const coord_live_keys[];
 
 /* Fill defaults. 0 or -EINVAL (err says which default is broken). */
 int coord_config_defaults(struct coord_config *c, char *err, size_t errlen);
@@ -149,10 +153,27 @@ struct coord_info {
 	const struct fv_global *model;  /* borrowed; NULL before version 1 */
 	uint64_t epoch;                 /* coordinator epoch (proto/fedvigil.proto) */
 	bool signing;                   /* models and announcements are signed */
+	/* Since start (Prometheus counters). */
+	uint64_t rounds_closed;         /* rounds closed */
+	uint64_t accepted_total;        /* updates accepted */
+	uint64_t rejected_total[FV_REJ__MAX]; /* updates rejected, by reason */
+	uint64_t update_bytes_total;    /* payload bytes of update messages received */
 };
 void coord_get_info(const struct coord *co, struct coord_info *ret);
 
 /* Publish the retained offline state (before a clean disconnect). */
 void coord_publish_offline(struct coord *co);
+
+/* What the Prometheus page reads (metrics.c); all borrowed. */
+struct fv_prom;
+struct fv_sd;
+struct coord_prom {
+	const struct coord *co;
+	const struct coord_config *cfg;
+	const struct fv_mqtt *mqtt;
+	const struct fv_sd *sd;
+};
+/* Render the page (an fv_httpd_render_fn; userdata is a struct coord_prom). */
+void coord_render_prom(struct fv_prom *p, void *userdata);
 
 #endif

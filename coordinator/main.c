@@ -2,10 +2,16 @@
  *
  * Runs federated rounds for one fleet over MQTT (coord.c). Everything runs on
  * this thread: poll() waits on the MQTT client's eventfd with a timeout up to
- * the next round timer (at most 200 ms); SIGTERM/SIGINT set a flag checked on
- * every iteration (no SA_RESTART, so poll() returns at once). */
+ * the next round timer (at most 200 ms), and on the Prometheus responder's
+ * sockets when metrics.listen is set; SIGTERM/SIGINT set a flag checked on
+ * every iteration (no SA_RESTART, so poll() returns at once), SIGHUP one
+ * that reloads the configuration there. Each iteration feeds systemd's
+ * watchdog and updates STATUS= (fv_sd_*); READY=1 follows the first broker
+ * connection (the state file is loaded before that), STOPPING=1 a stop
+ * signal. */
 #include <errno.h>
 #include <getopt.h>
+#include <inttypes.h>
 #include <poll.h>
 #include <signal.h>
 #include <stdio.h>
@@ -14,6 +20,7 @@
 
 #include "coord.h"
 #include "fedvigil/mqtt.h"
+#include "fedvigil/svc.h"
 #include "fedvigil/version.h"
 
 #define PROG "fedvigil-coordinator"
@@ -21,11 +28,17 @@
 /* Events handled per loop iteration, so timers run even under a flood. */
 #define DRAIN_MAX 256
 
-static volatile sig_atomic_t stop_signal;
+static volatile sig_atomic_t stop_signal, reload_signal;
 
 static void on_signal(int sig)
 {
 	stop_signal = sig;
+}
+
+static void on_hup(int sig)
+{
+	(void)sig;
+	reload_signal = 1;
 }
 
 static void usage(FILE *out)
@@ -69,6 +82,7 @@ enum {
 	OPT_DUMP,
 	OPT_CHECK,
 	OPT_RESET,
+	OPT_MAN_KEYS,
 };
 
 /* One command-line override, applied after the file. */
@@ -99,6 +113,8 @@ static int parse_args(int argc, char **argv, struct args *a)
 		{ "dump-config", no_argument, NULL, OPT_DUMP },
 		{ "check-config", no_argument, NULL, OPT_CHECK },
 		{ "reset", no_argument, NULL, OPT_RESET },
+		/* The key table as roff, for the man page (build time). */
+		{ "man-keys", no_argument, NULL, OPT_MAN_KEYS },
 		{ "help", no_argument, NULL, 'h' },
 		{ "version", no_argument, NULL, 'V' },
 		{ NULL, 0, NULL, 0 },
@@ -127,6 +143,9 @@ static int parse_args(int argc, char **argv, struct args *a)
 		case OPT_RESET:
 			a->reset = true;
 			continue;
+		case OPT_MAN_KEYS:
+			fv_cfg_print_man(coord_cfg_keys, coord_cfg_nkeys, coord_live_keys, stdout);
+			return COORD_EXIT_OK;
 		case OPT_BROKER: key = "coordinator.broker"; break;
 		case OPT_FLEET: key = "coordinator.fleet"; break;
 		case OPT_ID: key = "coordinator.id"; break;
@@ -150,25 +169,23 @@ static int parse_args(int argc, char **argv, struct args *a)
 	return -1;
 }
 
-/* defaults < file < command line. Returns 0 or an exit code (message
- * printed). */
-static int build_config(const struct args *a, struct coord_config *cfg)
+/* defaults < file < command line. Returns 0, or an exit code with the
+ * message in err (the caller prints or logs it: this also runs on SIGHUP). */
+static int build_config(const struct args *a, struct coord_config *cfg, char *err, size_t errlen)
 {
-	char err[512];
+	char why[512];
 	int r;
 
-	r = coord_config_defaults(cfg, err, sizeof(err));
+	r = coord_config_defaults(cfg, why, sizeof(why));
 	if (r < 0) {
-		fprintf(stderr, PROG ": internal error in defaults: %s\n", err);
+		snprintf(err, errlen, "internal error in defaults: %s", why);
 		return COORD_EXIT_FAIL;
 	}
 	if (a->config) {
 		r = fv_cfg_load(coord_cfg_keys, coord_cfg_nkeys, cfg, a->config, NULL, NULL, err,
-				sizeof(err));
-		if (r < 0) {
-			fprintf(stderr, PROG ": %s\n", err);
+				errlen);
+		if (r < 0)
 			return COORD_EXIT_CONFIG;
-		}
 	}
 	for (int i = 0; i < a->n_ovr; i++) {
 		const struct override *o = &a->ovr[i];
@@ -181,32 +198,76 @@ static int build_config(const struct args *a, struct coord_config *cfg)
 			const char *eq = strchr(o->value, '=');
 
 			if (!eq || eq == o->value || (size_t)(eq - o->value) >= sizeof(key)) {
-				fprintf(stderr,
-					PROG ": --set '%s': expected SECTION.KEY=VALUE\n",
-					o->value);
+				snprintf(err, errlen, "--set '%s': expected SECTION.KEY=VALUE",
+					 o->value);
 				return COORD_EXIT_CONFIG;
 			}
 			memcpy(key, o->value, (size_t)(eq - o->value));
 			key[eq - o->value] = '\0';
 			value = eq + 1;
 		}
-		r = fv_cfg_set(coord_cfg_keys, coord_cfg_nkeys, cfg, key, value, err,
-			       sizeof(err));
-		if (r < 0) {
-			fprintf(stderr, PROG ": %s\n", err);
+		r = fv_cfg_set(coord_cfg_keys, coord_cfg_nkeys, cfg, key, value, err, errlen);
+		if (r < 0)
 			return COORD_EXIT_CONFIG;
-		}
 	}
-	r = coord_config_finish(cfg, err, sizeof(err));
+	r = coord_config_finish(cfg, why, sizeof(why));
 	if (r < 0) {
-		fprintf(stderr, PROG ": %s%s%s\n", a->config ? a->config : "", a->config ? ": " : "",
-			err);
+		snprintf(err, errlen, "%s%s%s", a->config ? a->config : "", a->config ? ": " : "",
+			 why);
 		return COORD_EXIT_CONFIG;
 	}
 	return 0;
 }
 
-static void drain(struct fv_mqtt *m, struct coord *co)
+/* A key whose value changed on reload (fv_cfg_change_fn). */
+static void on_change(const struct fv_cfg_key *k, const char *old_value, const char *new_value,
+		      bool applied, void *userdata)
+{
+	bool secret = strstr(k->name, "password") != NULL;
+
+	(void)userdata;
+	if (applied)
+		fv_log(FV_LOG_NOTICE, "reload: %s.%s = %s (was %s)", k->section, k->name,
+		       secret ? "(hidden)" : new_value, secret ? "(hidden)" : old_value);
+	else
+		fv_log(FV_LOG_WARNING,
+		       "reload: %s.%s changed to %s but takes effect only after a restart; "
+		       "keeping %s",
+		       k->section, k->name, secret ? "(hidden)" : new_value,
+		       secret ? "(hidden)" : old_value);
+}
+
+/* SIGHUP: re-read the file with the same command line. A configuration that
+ * does not load or validate is rejected whole; otherwise the live keys
+ * (coord_live_keys) are applied and the others reported. */
+static void reload(const struct args *a, struct coord_config *cfg, struct fv_sd *sd)
+{
+	struct coord_config *next = malloc(sizeof(*next));
+	char err[600], why[512];
+	int n;
+
+	fv_sd_reloading(sd);
+	if (!next) {
+		fv_log(FV_LOG_ERR, "reload: out of memory; keeping the running configuration");
+		return;
+	}
+	if (build_config(a, next, err, sizeof(err)) != 0) {
+		fv_log(FV_LOG_ERR, "reload rejected: %s; keeping the running configuration", err);
+		free(next);
+		return;
+	}
+	n = fv_cfg_apply_live(coord_cfg_keys, coord_cfg_nkeys, cfg, next, coord_live_keys,
+			      on_change, NULL);
+	/* Derived fields (log level) follow the applied keys. */
+	if (coord_config_finish(cfg, why, sizeof(why)) < 0)
+		fv_log(FV_LOG_ERR, "reload: %s", why); /* cannot happen: next passed */
+	fv_log_setup(cfg->level, PROG);
+	fv_log(FV_LOG_NOTICE, "configuration reloaded from %s: %d key(s) changed",
+	       a->config ? a->config : "(defaults)", n);
+	free(next);
+}
+
+static void drain(struct fv_mqtt *m, struct coord *co, struct fv_sd *sd)
 {
 	for (int i = 0; i < DRAIN_MAX; i++) {
 		struct fv_mqtt_msg msg;
@@ -220,6 +281,10 @@ static void drain(struct fv_mqtt *m, struct coord *co)
 		case FV_MQTT_EV_CONNECTED:
 			/* the mqtt layer logs the connection itself */
 			coord_on_connected(co);
+			/* Ready once connected: the state (and model) was
+			 * loaded before the client started. */
+			if (!sd->ready)
+				fv_sd_ready(sd, "connected to the broker");
 			break;
 		case FV_MQTT_EV_LOST: /* logged by the mqtt layer; it reconnects */
 			break;
@@ -231,15 +296,54 @@ static void drain(struct fv_mqtt *m, struct coord *co)
 	}
 }
 
-static int run(const struct coord_config *cfg, bool reset)
+/* STATUS= for systemctl status: where the round machine is. */
+static void update_status(struct fv_sd *sd, const struct coord *co, const struct fv_mqtt *m,
+			  int64_t now)
+{
+	static const char *const phases[] = { "waiting for agents", "collecting updates",
+					      "pause", "finished" };
+	struct coord_info in;
+
+	if (!sd->active)
+		return;
+	coord_get_info(co, &in);
+	if (!fv_mqtt_connected(m)) {
+		fv_sd_status(sd, now, "broker not connected; round %" PRIu64 ", model v%" PRIu64,
+			     in.round, in.model ? in.model->version : 0);
+		return;
+	}
+	fv_sd_status(sd, now,
+		     "round %" PRIu64 " %s (%u/%u updates), %u live agents, model v%" PRIu64
+		     ", loss %.4g, threshold %.4g",
+		     in.round, phases[in.phase], in.n_answered, in.n_selected, in.n_live,
+		     in.model ? in.model->version : 0, in.model ? (double)in.model->loss : 0.0,
+		     in.model ? (double)in.model->threshold : 0.0);
+}
+
+static int run(struct coord_config *cfg, const struct args *a)
 {
 	struct fv_mqtt_opts mo;
 	struct fv_mqtt *m = NULL;
 	struct coord *co = NULL;
+	struct fv_httpd *httpd = NULL;
+	struct fv_sd sd;
+	struct coord_prom prom;
 	char f_states[FV_TOPIC_MAX], f_updates[FV_TOPIC_MAX], will[FV_TOPIC_MAX];
 	const char *offline = coord_offline_payload();
 	struct sigaction sa;
 	int r, ret = COORD_EXIT_FAIL;
+
+	fv_sd_init(&sd);
+	/* Handlers first: a SIGHUP during start-up must not kill us. */
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_handler = on_signal;
+	sigemptyset(&sa.sa_mask);
+	sa.sa_flags = 0; /* no SA_RESTART: poll() must return on a signal */
+	sigaction(SIGTERM, &sa, NULL);
+	sigaction(SIGINT, &sa, NULL);
+	sa.sa_handler = on_hup;
+	sigaction(SIGHUP, &sa, NULL);
+	signal(SIGPIPE, SIG_IGN);
 
 	/* The LWT topic is known before the coordinator exists. */
 	if (!fv_topic_coord(will, cfg->fleet, "state")) {
@@ -264,12 +368,23 @@ static int run(const struct coord_config *cfg, bool reset)
 	m = fv_mqtt_new(&mo);
 	if (!m)
 		return COORD_EXIT_FAIL;
-	co = coord_new(cfg, m, reset);
+	co = coord_new(cfg, m, a->reset);
 	if (!co)
 		goto out;
 	if (coord_filters(co, f_states, f_updates) < 0) {
 		fv_log(FV_LOG_ERR, "fleet name '%s' makes topics too long", cfg->fleet);
 		goto out;
+	}
+	if (cfg->metrics_listen[0]) {
+		char err[300];
+
+		prom = (struct coord_prom){ .co = co, .cfg = cfg, .mqtt = m, .sd = &sd };
+		httpd = fv_httpd_new(cfg->metrics_listen, coord_render_prom, &prom, err, sizeof(err));
+		if (!httpd) {
+			fv_log(FV_LOG_ERR, "metrics.listen: %s", err);
+			goto out;
+		}
+		fv_log(FV_LOG_INFO, "Prometheus metrics on http://%s/metrics", fv_httpd_addr(httpd));
 	}
 	if ((r = fv_mqtt_subscribe(m, f_states, 1)) < 0 ||
 	    (r = fv_mqtt_subscribe(m, f_updates, 1)) < 0) {
@@ -282,14 +397,6 @@ static int run(const struct coord_config *cfg, bool reset)
 		       fv_strerror(r));
 		goto out;
 	}
-
-	memset(&sa, 0, sizeof(sa));
-	sa.sa_handler = on_signal;
-	sigemptyset(&sa.sa_mask);
-	sa.sa_flags = 0; /* no SA_RESTART: poll() must return on a signal */
-	sigaction(SIGTERM, &sa, NULL);
-	sigaction(SIGINT, &sa, NULL);
-	signal(SIGPIPE, SIG_IGN);
 
 	fv_log(FV_LOG_NOTICE, PROG " %s started: fleet %s, id %s, broker %s, state %s",
 	       FV_VERSION, cfg->fleet, cfg->id, cfg->broker, cfg->state_dir);
@@ -313,24 +420,41 @@ static int run(const struct coord_config *cfg, bool reset)
 			       cfg->spec.sizes[0], cfg->spec.sizes[0]);
 	}
 	while (!stop_signal) {
-		struct pollfd p = { .fd = fv_mqtt_fd(m), .events = POLLIN };
-		int timeout = coord_tick(co, fv_now_mono_ms(), POLL_MAX_MS);
+		struct pollfd p[1 + FV_HTTPD_POLLFDS];
+		int64_t now = fv_now_mono_ms();
+		int timeout = coord_tick(co, now, POLL_MAX_MS), np = 1;
 
+		/* One iteration of this loop is progress: only here is the
+		 * watchdog fed. */
+		timeout = FV_MIN(timeout, fv_sd_watchdog(&sd, now));
+		update_status(&sd, co, m, now);
+		if (reload_signal) {
+			reload_signal = 0;
+			reload(a, cfg, &sd);
+			fv_sd_reloaded(&sd, "configuration reloaded");
+		}
 		if (stop_signal)
 			break;
-		r = poll(&p, 1, timeout);
+		p[0] = (struct pollfd){ .fd = fv_mqtt_fd(m), .events = POLLIN };
+		if (httpd)
+			np += fv_httpd_pollfds(httpd, p + 1, FV_HTTPD_POLLFDS);
+		r = poll(p, (nfds_t)np, timeout);
 		if (r < 0 && errno != EINTR) {
 			fv_log(FV_LOG_ERR, "poll: %s", fv_strerror(-errno));
 			goto out;
 		}
-		if (r > 0)
-			drain(m, co);
+		if (r > 0 && p[0].revents)
+			drain(m, co, &sd);
+		if (r > 0 && httpd)
+			fv_httpd_handle(httpd, p + 1, np - 1, fv_now_mono_ms());
 	}
 	fv_log(FV_LOG_NOTICE, "signal %d: stopping", (int)stop_signal);
+	fv_sd_stopping(&sd, "stopping");
 	coord_publish_offline(co);
 	fv_mqtt_disconnect(m, 2000);
 	ret = COORD_EXIT_OK;
 out:
+	fv_httpd_free(httpd);
 	coord_free(co);
 	fv_mqtt_free(m, 1000);
 	if (ret == COORD_EXIT_OK)
@@ -340,8 +464,9 @@ out:
 
 int main(int argc, char **argv)
 {
-	struct coord_config cfg;
+	static struct coord_config cfg;
 	struct args a;
+	char err[600];
 	int r;
 
 	memset(&a, 0, sizeof(a));
@@ -353,19 +478,25 @@ int main(int argc, char **argv)
 		free(a.ovr);
 		return r;
 	}
-	r = build_config(&a, &cfg);
-	free(a.ovr);
-	a.ovr = NULL;
-	if (r != 0)
+	r = build_config(&a, &cfg, err, sizeof(err));
+	if (r != 0) {
+		fprintf(stderr, PROG ": %s\n", err);
+		free(a.ovr);
 		return r;
+	}
 	if (a.dump) {
 		fv_cfg_dump(coord_cfg_keys, coord_cfg_nkeys, &cfg, stdout);
+		free(a.ovr);
 		return COORD_EXIT_OK;
 	}
 	if (a.check) {
 		printf("%s: configuration OK\n", a.config ? a.config : "(defaults)");
+		free(a.ovr);
 		return COORD_EXIT_OK;
 	}
 	fv_log_setup(cfg.level, PROG);
-	return run(&cfg, a.reset);
+	/* The overrides stay: a reload applies them again over the file. */
+	r = run(&cfg, &a);
+	free(a.ovr);
+	return r;
 }

@@ -7,6 +7,7 @@
 #ifndef FEDVIGIL_CFG_H
 #define FEDVIGIL_CFG_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdio.h>
 
@@ -56,8 +57,28 @@ int fv_cfg_set(const struct fv_cfg_key *tab, size_t n, void *obj, const char *do
 /* Print two lines per key: "  section.name  (type range, default X)" and
  * the help text indented below it. */
 void fv_cfg_print_help(const struct fv_cfg_key *tab, size_t n, FILE *out);
+/* Print the keys as man-page roff: a .SS per section, a .TP per key with
+ * its help, type, range and default, and whether a SIGHUP applies it
+ * (listed in live, see fv_cfg_key_live(); may be NULL). */
+void fv_cfg_print_man(const struct fv_cfg_key *tab, size_t n, const char *const *live, FILE *out);
 /* Print the effective configuration as an INI file. A non-empty
  * FV_CFG_SECRET value is replaced by a comment line saying that it is set. */
 void fv_cfg_dump(const struct fv_cfg_key *tab, size_t n, const void *obj, FILE *out);
+
+/* ---- reload (SIGHUP) ---- */
+
+/* True when k is listed in live: entries "section.name" or "section.*"
+ * (NULL-terminated). */
+bool fv_cfg_key_live(const struct fv_cfg_key *k, const char *const *live);
+/* A key whose value differs between the running and the reloaded config:
+ * old and new as they would be written in a file; applied tells whether
+ * it was copied (a live key) or needs a restart. */
+typedef void (*fv_cfg_change_fn)(const struct fv_cfg_key *k, const char *old_value,
+				 const char *new_value, bool applied, void *userdata);
+/* Compare every key of cur and next; copy the differing ones listed in live
+ * from next into cur, leave the others. fn (may be NULL) is told of every
+ * difference. Returns the number of differing keys. */
+int fv_cfg_apply_live(const struct fv_cfg_key *tab, size_t n, void *cur, const void *next,
+		      const char *const *live, fv_cfg_change_fn fn, void *userdata);
 
 #endif

@@ -455,6 +455,8 @@ int fv_cfg_set(const struct fv_cfg_key *tab, size_t n, void *obj, const char *do
 
 /* ---- output ---- */
 
+static bool key_listed(const struct fv_cfg_key *k, const char *const *live);
+
 /* The value of k in obj as it would be written in a file. */
 static void value_text(const struct fv_cfg_key *k, const void *obj, char *buf, size_t len)
 {
@@ -518,41 +520,88 @@ static void value_text(const struct fv_cfg_key *k, const void *obj, char *buf, s
 	snprintf(buf, len, "?");
 }
 
+/* "(type range, default X)" of a key, as --help and the man page show it. */
+static void what_text(const struct fv_cfg_key *k, char *what, size_t len)
+{
+	switch (k->type) {
+	case FV_CFG_STR:
+		snprintf(what, len, "string, max %zu chars, default \"%s\"", k->size ? k->size - 1 : 0,
+			 k->def);
+		break;
+	case FV_CFG_INT:
+	case FV_CFG_DOUBLE: {
+		char range[96];
+
+		range_text(k, range, sizeof(range));
+		snprintf(what, len, "%s %s, default %s", type_name(k->type), range, k->def);
+		break;
+	}
+	case FV_CFG_BOOL:
+		snprintf(what, len, "bool, default %s", k->def);
+		break;
+	case FV_CFG_ENUM: {
+		char ch[200];
+
+		choices_text(k, ch, sizeof(ch));
+		snprintf(what, len, "%s, default %s", ch, k->def);
+		break;
+	}
+	default:
+		snprintf(what, len, "?");
+	}
+}
+
 void fv_cfg_print_help(const struct fv_cfg_key *tab, size_t n, FILE *out)
 {
 	for (size_t i = 0; i < n; i++) {
 		const struct fv_cfg_key *k = &tab[i];
 		char what[300], name[160];
 
-		switch (k->type) {
-		case FV_CFG_STR:
-			snprintf(what, sizeof(what), "string, max %zu chars, default \"%s\"",
-				 k->size ? k->size - 1 : 0, k->def);
-			break;
-		case FV_CFG_INT:
-		case FV_CFG_DOUBLE: {
-			char range[96];
-
-			range_text(k, range, sizeof(range));
-			snprintf(what, sizeof(what), "%s %s, default %s", type_name(k->type), range,
-				 k->def);
-			break;
-		}
-		case FV_CFG_BOOL:
-			snprintf(what, sizeof(what), "bool, default %s", k->def);
-			break;
-		case FV_CFG_ENUM: {
-			char ch[200];
-
-			choices_text(k, ch, sizeof(ch));
-			snprintf(what, sizeof(what), "%s, default %s", ch, k->def);
-			break;
-		}
-		default:
-			snprintf(what, sizeof(what), "?");
-		}
+		what_text(k, what, sizeof(what));
 		snprintf(name, sizeof(name), "%s.%s", k->section, k->name);
 		fprintf(out, "  %-28s (%s)\n  %-28s %s\n", name, what, "", k->help ? k->help : "");
+	}
+}
+
+/* Text for roff: backslashes doubled as \e, a leading '.' or '\'' guarded. */
+static void roff_text(FILE *out, const char *s)
+{
+	if (*s == '.' || *s == '\'')
+		fputs("\\&", out);
+	for (; *s; s++) {
+		if (*s == '\\')
+			fputs("\\e", out);
+		else if (*s == '-')
+			fputs("\\-", out);
+		else
+			fputc(*s, out);
+	}
+}
+
+void fv_cfg_print_man(const struct fv_cfg_key *tab, size_t n, const char *const *live, FILE *out)
+{
+	for (size_t i = 0; i < n; i++) {
+		const struct fv_cfg_key *k = &tab[i];
+		char what[300];
+		bool first = true;
+
+		for (size_t j = 0; j < i && first; j++)
+			first = strcmp(tab[j].section, k->section) != 0;
+		if (first) {
+			fputs(".SS [", out);
+			roff_text(out, k->section);
+			fputs("]\n", out);
+		}
+		what_text(k, what, sizeof(what));
+		fputs(".TP\n.B ", out);
+		roff_text(out, k->section);
+		fputc('.', out);
+		roff_text(out, k->name);
+		fputc('\n', out);
+		roff_text(out, k->help ? k->help : "");
+		fputs(" (", out);
+		roff_text(out, what);
+		fputs(key_listed(k, live) ? "; applied on SIGHUP)\n" : ")\n", out);
 	}
 }
 
@@ -586,4 +635,55 @@ void fv_cfg_dump(const struct fv_cfg_key *tab, size_t n, const void *obj, FILE *
 			fprintf(out, "%s = %s\n", tab[j].name, val);
 		}
 	}
+}
+
+/* ---- reload ---- */
+
+/* "section.name" matches a live-list entry "section.name" or "section.*". */
+static bool key_listed(const struct fv_cfg_key *k, const char *const *live)
+{
+	size_t sl = strlen(k->section);
+
+	for (size_t i = 0; live && live[i]; i++) {
+		const char *e = live[i];
+
+		if (strncmp(e, k->section, sl) != 0 || e[sl] != '.')
+			continue;
+		if (strcmp(e + sl + 1, "*") == 0 || strcmp(e + sl + 1, k->name) == 0)
+			return true;
+	}
+	return false;
+}
+
+bool fv_cfg_key_live(const struct fv_cfg_key *k, const char *const *live)
+{
+	return key_listed(k, live);
+}
+
+int fv_cfg_apply_live(const struct fv_cfg_key *tab, size_t n, void *cur, const void *next,
+		      const char *const *live, fv_cfg_change_fn fn, void *userdata)
+{
+	char old_text[MAX_FIELD + 64], new_text[MAX_FIELD + 64];
+	int changed = 0;
+
+	for (size_t i = 0; i < n; i++) {
+		const struct fv_cfg_key *k = &tab[i];
+		char *c = (char *)cur + k->offset;
+		const char *x = (const char *)next + k->offset;
+		bool same = k->type == FV_CFG_STR ? strncmp(c, x, k->size) == 0
+						  : memcmp(c, x, k->size) == 0;
+		bool is_live;
+
+		if (same)
+			continue;
+		is_live = key_listed(k, live);
+		value_text(k, cur, old_text, sizeof(old_text));
+		value_text(k, next, new_text, sizeof(new_text));
+		if (is_live)
+			memcpy(c, x, k->size);
+		if (fn)
+			fn(k, old_text, new_text, is_live, userdata);
+		changed++;
+	}
+	return changed;
 }

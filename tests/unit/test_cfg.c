@@ -390,6 +390,79 @@ static void test_help(void **state)
 	free(buf);
 }
 
+/* ---- reload (fv_cfg_apply_live) and the man page ---- */
+
+struct change_log {
+	char text[512];
+	int n;
+};
+
+static void record_change(const struct fv_cfg_key *k, const char *old_value, const char *new_value,
+			  bool applied, void *userdata)
+{
+	struct change_log *cl = userdata;
+	size_t used = strlen(cl->text);
+
+	snprintf(cl->text + used, sizeof(cl->text) - used, "%s.%s:%s>%s:%s;", k->section, k->name,
+		 old_value, new_value, applied ? "live" : "restart");
+	cl->n++;
+}
+
+static void test_apply_live(void **state)
+{
+	static const char *const live[] = { "main.count", "io.*", NULL };
+	struct tcfg cur, next;
+	struct change_log cl = { "", 0 };
+	char err[256];
+	int n;
+
+	(void)state;
+	assert_int_equal(fv_cfg_defaults(keys, NK, &cur, err, sizeof(err)), 0);
+	assert_int_equal(fv_cfg_defaults(keys, NK, &next, err, sizeof(err)), 0);
+	/* Nothing differs: nothing reported. */
+	assert_int_equal(fv_cfg_apply_live(keys, NK, &cur, &next, live, record_change, &cl), 0);
+	assert_int_equal(cl.n, 0);
+	assert_int_equal(fv_cfg_set(keys, NK, &next, "main.count", "42", err, sizeof(err)), 0);
+	assert_int_equal(fv_cfg_set(keys, NK, &next, "main.name", "xyz", err, sizeof(err)), 0);
+	assert_int_equal(fv_cfg_set(keys, NK, &next, "io.path", "/var/y", err, sizeof(err)), 0);
+	assert_int_equal(fv_cfg_set(keys, NK, &next, "main.level", "debug", err, sizeof(err)), 0);
+	n = fv_cfg_apply_live(keys, NK, &cur, &next, live, record_change, &cl);
+	assert_int_equal(n, 4);
+	assert_string_equal(cl.text, "main.name:abc>xyz:restart;main.count:10>42:live;"
+				     "main.level:info>debug:restart;io.path:/tmp/x>/var/y:live;");
+	/* Live keys copied, the others kept. */
+	assert_int_equal(cur.count, 42);
+	assert_string_equal(cur.path, "/var/y");
+	assert_string_equal(cur.name, "abc");
+	assert_int_equal(cur.level, 2);
+	/* The matcher: exact names and section wildcards only. */
+	assert_true(fv_cfg_key_live(&keys[1], live));
+	assert_false(fv_cfg_key_live(&keys[0], live));
+	assert_true(fv_cfg_key_live(&keys[6], live));
+	assert_false(fv_cfg_key_live(&keys[1], NULL));
+}
+
+static void test_man(void **state)
+{
+	static const char *const live[] = { "main.ratio", NULL };
+	char *buf = NULL;
+	size_t len = 0;
+	FILE *f = open_memstream(&buf, &len);
+
+	(void)state;
+	assert_non_null(f);
+	fv_cfg_print_man(keys, NK, live, f);
+	assert_int_equal(fclose(f), 0);
+	assert_non_null(strstr(buf, ".SS [main]\n"));
+	assert_non_null(strstr(buf, ".SS [io]\n"));
+	assert_non_null(strstr(buf, ".TP\n.B main.count\nhow many (integer 1..1000, default 10)\n"));
+	assert_non_null(strstr(buf, ".B main.ratio\na share (number 0.001..1, default 0.5; applied on SIGHUP)\n"));
+	/* Hyphens and backslashes escaped for roff. */
+	assert_non_null(strstr(buf, "default \\-5"));
+	assert_null(strstr(buf, "[main]\n.SS [main]"));
+	free(buf);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -402,6 +475,8 @@ int main(void)
 		cmocka_unit_test(test_set),
 		cmocka_unit_test(test_dump_round_trip),
 		cmocka_unit_test(test_help),
+		cmocka_unit_test(test_apply_live),
+		cmocka_unit_test(test_man),
 	};
 
 	return cmocka_run_group_tests(tests, setup, teardown);
