@@ -64,12 +64,12 @@ set(CPACK_PACKAGE_NAME fedvigil)
 set(CPACK_PACKAGE_VERSION ${PROJECT_VERSION})
 set(CPACK_PACKAGE_CONTACT "fedvigil maintainers <fedvigil@localhost>")
 set(CPACK_PACKAGE_DESCRIPTION_SUMMARY "federated anomaly detection for industrial machines over MQTT")
-set(CPACK_DEBIAN_PACKAGE_DESCRIPTION "federated anomaly detection for industrial machines over MQTT
- fedvigil-agent runs beside each machine, scores windows of its sensor
- readings with a small autoencoder and publishes alerts on MQTT;
- fedvigil-coordinator runs federated training rounds over the same broker.
- Raw sensor data never leaves an agent. Includes systemd units, the plant
- simulator and the replay and scoring tools.")
+# The extended description; CPack puts the summary above it.
+set(CPACK_PACKAGE_DESCRIPTION "fedvigil-agent runs beside each machine, scores windows of its sensor \
+readings with a small autoencoder and publishes alerts on MQTT; \
+fedvigil-coordinator runs federated training rounds over the same broker. \
+Raw sensor data never leaves an agent. Includes systemd units, the plant \
+simulator and the replay and scoring tools.")
 set(CPACK_DEBIAN_FILE_NAME DEB-DEFAULT)
 set(CPACK_DEBIAN_PACKAGE_ARCHITECTURE ${FV_DEB_ARCH})
 set(CPACK_DEBIAN_PACKAGE_SECTION net)
@@ -87,6 +87,5 @@ set(CPACK_DEBIAN_PACKAGE_CONTROL_EXTRA
   ${CMAKE_SOURCE_DIR}/packaging/debian/postinst ${CMAKE_SOURCE_DIR}/packaging/debian/prerm
   ${CMAKE_SOURCE_DIR}/packaging/debian/postrm ${CMAKE_SOURCE_DIR}/packaging/debian/conffiles)
 set(CPACK_DEBIAN_PACKAGE_CONTROL_STRICT_PERMISSION ON)
-set(CPACK_OUTPUT_FILE_PREFIX ${CMAKE_BINARY_DIR}/packages)
 set(CPACK_PACKAGING_INSTALL_PREFIX /usr)
 include(CPack)

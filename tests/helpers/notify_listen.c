@@ -2,12 +2,15 @@
  * service manager's end of the notify protocol (sd_notify(3)). Binds a
  * datagram socket at SOCKET and prints every message received as one line,
  * "<wall-clock ms> <message>", with the message's newlines shown as '|'.
- * Runs until SIGTERM/SIGINT, then removes SOCKET. */
+ * The socket is made writable for everyone (mode 0666), as systemd's is,
+ * so a daemon started under another user can send to it. Runs until
+ * SIGTERM/SIGINT, then removes SOCKET. */
 #include <errno.h>
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/un.h>
 #include <time.h>
 #include <unistd.h>
@@ -37,7 +40,7 @@ int main(int argc, char **argv)
 	strcpy(sa.sun_path, argv[1]);
 	unlink(argv[1]);
 	fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
-	if (fd < 0 || bind(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
+	if (fd < 0 || bind(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0 || chmod(argv[1], 0666) < 0) {
 		fprintf(stderr, "fv-notify-listen: %s: %s\n", argv[1], strerror(errno));
 		return 1;
 	}
