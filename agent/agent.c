@@ -18,6 +18,9 @@
 #define PENDING_RETRY_MS 250
 #define SEEN_MAGIC "FVSEEN"
 #define SEEN_FORMAT 1
+/* The first calibration from the agent's own data waits for this many
+ * buffered vectors; later ones whenever the buffer has doubled. */
+#define CALIB_MIN_VECTORS 64
 
 /* Recent complete vectors (the local training set). A vector is "bad" when
  * it belonged to a window that scored above the threshold or fell inside an
@@ -47,11 +50,12 @@ struct agent {
 	/* model (NULL until the first GlobalModel) */
 	struct fv_global gm;        /* last accepted global model */
 	bool have_model;
-	struct fv_model *score_model;  /* batch 1, scoring */
+	struct fv_scorer *sc;       /* scores windows under gm (lib/detect/scorer.c) */
 	struct fv_window *win;
 	float *winbuf;              /* (W*C) raw window */
-	float *xbuf;                /* (W*C) normalised window */
-	float *sqerr;               /* (W*C) */
+	int64_t last_start;         /* start of the last scored window */
+	bool have_last;             /* last_start is valid */
+	size_t calib_len;           /* buffer length at the last calibration */
 	float *share;               /* (C) */
 	float *alert_share;         /* (C) shares at the episode's max score */
 	struct fv_detector det;
@@ -94,6 +98,7 @@ struct agent {
 };
 
 static void try_pending(struct agent *a, bool force);
+static void calibrate(struct agent *a);
 
 /* ---- vector buffer ---- */
 
@@ -174,7 +179,7 @@ static void publish_metrics(struct agent *a)
 		     a->cfg.id, a->cfg.fleet, fv_now_wall_ms(), a->n_msgs, a->n_parse_err,
 		     a->n_unknown_topic, a->n_vectors, a->n_incomplete, a->n_windows, a->n_above,
 		     a->n_alerts, a->n_rounds, a->have_model ? a->gm.version : 0,
-		     (double)a->last_score, a->have_model ? (double)a->gm.threshold : 0.0,
+		     (double)a->last_score, a->have_model ? (double)fv_scorer_threshold(a->sc) : 0.0,
 		     a->buf.len, a->n_model_rejected, a->n_ann_rejected, a->n_sig_rejected,
 		     a->n_rollback, a->n_clears_ignored, a->have_model ? a->gm.epoch : 0,
 		     ms.dropped_full + ms.dropped_big, ms.bytes_out, pu.rss_bytes, pu.cpu_seconds);
@@ -212,14 +217,11 @@ static void publish_alert(struct agent *a, const char *state)
 
 static void drop_model_objects(struct agent *a)
 {
-	fv_model_free(a->score_model);
 	fv_window_free(a->win);
 	free(a->winbuf);
-	free(a->xbuf);
-	free(a->sqerr);
-	a->score_model = NULL;
 	a->win = NULL;
-	a->winbuf = a->xbuf = a->sqerr = NULL;
+	a->winbuf = NULL;
+	a->have_last = false;
 }
 
 static int adopt_model(struct agent *a, struct fv_global *g)
@@ -228,6 +230,7 @@ static int adopt_model(struct agent *a, struct fv_global *g)
 	uint32_t C = a->cfg.n_channels;
 	size_t need;
 	bool rebuild;
+	int r;
 
 	if (g->n_channels != C) {
 		fv_log(FV_LOG_ERR,
@@ -267,12 +270,9 @@ static int adopt_model(struct agent *a, struct fv_global *g)
 		size_t D = (size_t)g->window * C;
 
 		drop_model_objects(a);
-		a->score_model = fv_model_new_scorer(&g->spec, 1);
 		a->win = fv_window_new(C, g->window, g->stride);
 		a->winbuf = malloc(D * sizeof(float));
-		a->xbuf = malloc(D * sizeof(float));
-		a->sqerr = malloc(D * sizeof(float));
-		if (!a->score_model || !a->win || !a->winbuf || !a->xbuf || !a->sqerr) {
+		if (!a->win || !a->winbuf) {
 			drop_model_objects(a);
 			fv_global_clear(&a->gm);
 			a->have_model = false;
@@ -281,14 +281,19 @@ static int adopt_model(struct agent *a, struct fv_global *g)
 		}
 		fv_detect_reset_history(&a->det);
 	}
-	if (fv_model_set_params(a->score_model, g->params, g->n_params) < 0) {
-		fv_log(FV_LOG_ERR, "model v%" PRIu64 " refused: bad parameters", g->version);
-		return -EDOM;
-	}
 	fv_global_clear(&a->gm);
 	a->gm = *g;
 	memset(g, 0, sizeof(*g));
 	a->have_model = true;
+	r = fv_scorer_set_model(a->sc, &a->gm);
+	if (r < 0) {
+		fv_log(FV_LOG_ERR, "model v%" PRIu64 " refused: %s", a->gm.version, fv_strerror(r));
+		drop_model_objects(a);
+		fv_global_clear(&a->gm);
+		a->have_model = false;
+		return r;
+	}
+	calibrate(a);
 	{
 		char shape[160];
 
@@ -555,37 +560,78 @@ static void do_stats_round(struct agent *a)
 }
 
 /* Collect training windows (stride S, no bad or missing vectors inside,
- * consecutive ticks), normalised, into a new (N, W*C) array. */
-static float *collect_windows(struct agent *a, size_t *ret_n)
+ * consecutive ticks), prepared for the model (normalised, featured), into a
+ * new (N, fv_scorer_input()) array; *ret_cont (new, N) marks the windows
+ * that directly follow the previous one (same run of vectors). */
+static float *collect_windows(struct agent *a, size_t *ret_n, uint8_t **ret_cont)
 {
 	const struct vecbuf *b = &a->buf;
 	uint32_t C = b->C, W = a->gm.window, S = a->gm.stride;
 	int64_t period = a->cfg.period_ms;
-	size_t D = (size_t)W * C, n = 0, max = b->len / S + 1, run = 0;
+	size_t D = fv_scorer_input(a->sc), n = 0, max = b->len / S + 1, run = 0;
 	float *x = malloc(max * D * sizeof(float));
+	float *raw = malloc((size_t)W * C * sizeof(float));
+	uint8_t *cont = calloc(max, 1);
+	bool same_run = false;
 
-	if (!x)
+	if (!x || !raw || !cont) {
+		free(x);
+		free(raw);
+		free(cont);
 		return NULL;
+	}
 	for (size_t i = 0; i < b->len; i++) {
 		size_t s = vecbuf_slot(b, i);
 
-		if (b->bad[s] || (run > 0 && b->ts[s] - b->ts[vecbuf_slot(b, i - 1)] != period))
+		if (b->bad[s] || (run > 0 && b->ts[s] - b->ts[vecbuf_slot(b, i - 1)] != period)) {
 			run = 0;
+			same_run = false;
+		}
 		if (b->bad[s])
 			continue;
 		run++;
 		if (run >= W && (run - W) % S == 0 && n < max) {
-			float *dst = x + n * D;
-
 			for (uint32_t w = 0; w < W; w++)
-				memcpy(dst + (size_t)w * C, b->v + vecbuf_slot(b, i + 1 - W + w) * C,
+				memcpy(raw + (size_t)w * C, b->v + vecbuf_slot(b, i + 1 - W + w) * C,
 				       C * sizeof(float));
-			fv_window_normalize(dst, W, C, a->gm.mean, a->gm.std);
+			fv_scorer_prepare(a->sc, raw, x + n * D);
+			cont[n] = same_run;
+			same_run = true;
 			n++;
 		}
 	}
+	free(raw);
 	*ret_n = n;
+	*ret_cont = cont;
 	return x;
+}
+
+/* Calibrate the scorer on the buffer's normal windows (after a new model,
+ * and whenever the buffer has doubled since: a machine that joins late
+ * starts from the fleet's calibration and refines its own). */
+static void calibrate(struct agent *a)
+{
+	uint8_t *cont = NULL;
+	size_t N = 0;
+	float *x = collect_windows(a, &N, &cont);
+	int r;
+
+	a->calib_len = a->buf.len;
+	if (!x) {
+		fv_log(FV_LOG_ERR, "model v%" PRIu64 ": out of memory collecting windows for "
+		       "calibration", a->gm.version);
+		return;
+	}
+	r = fv_scorer_calibrate(a->sc, x, cont, N, NULL, NULL);
+	if (r < 0)
+		fv_log(FV_LOG_ERR, "model v%" PRIu64 ": calibration failed: %s", a->gm.version,
+		       fv_strerror(r));
+	else if (N)
+		fv_log(FV_LOG_INFO, "model v%" PRIu64 ": calibrated on %zu normal windows, "
+		       "threshold %.4g (%s)", a->gm.version, N, (double)fv_scorer_threshold(a->sc),
+		       fv_thr_mode_name((enum fv_thr_mode)a->cfg.thr_mode));
+	free(x);
+	free(cont);
 }
 
 static void do_train_round(struct agent *a)
@@ -595,31 +641,40 @@ static void do_train_round(struct agent *a)
 	struct fv_model *tm = NULL;
 	struct fv_update u;
 	float *x = NULL, *delta = NULL, loss = 0;
+	uint8_t *cont = NULL;
+	double *col_err = NULL;
 	size_t N = 0, P;
 	int64_t t0 = fv_now_mono_ms();
 	int r;
 
 	if (!a->have_model || a->gm.version != a->ann.h.base_version || a->gm.epoch != a->ann.epoch)
 		return; /* wait for the base model */
-	x = collect_windows(a, &N);
+	x = collect_windows(a, &N, &cont);
 	if (!x) {
 		fv_log(FV_LOG_ERR, "round %" PRIu64 ": out of memory collecting windows", a->ann.h.round);
 		return;
 	}
 	if (N < hp->min_windows || N == 0) {
 		free(x);
+		free(cont);
 		return; /* not enough normal windows yet */
 	}
 	memset(&u, 0, sizeof(u));
 	fill_header(a, &u.h);
 	u.kind = FV_ROUND_TRAIN;
 	u.n_samples = N;
-	fv_hist_init(&u.hist);
-	/* Scores of the base model on local normal windows: merged by the
-	 * coordinator into the fleet's threshold. */
-	for (size_t i = 0; i < N; i++)
-		fv_hist_add(&u.hist, fv_model_score(a->score_model, x + i * (size_t)a->gm.window *
-								     a->cfg.n_channels, NULL));
+	/* Scores of the base model on local normal windows, as the agent
+	 * scores them live (calibrated, smoothed): merged by the coordinator
+	 * into the fleet's threshold; per-column errors into the fleet's
+	 * calibration prior. Recalibrates the scorer on the way. */
+	col_err = calloc(fv_global_columns(&a->gm), sizeof(double));
+	if (!col_err || fv_scorer_calibrate(a->sc, x, cont, N, &u.hist, col_err) < 0) {
+		fv_log(FV_LOG_ERR, "round %" PRIu64 ": out of memory scoring windows", a->ann.h.round);
+		goto out;
+	}
+	a->calib_len = a->buf.len;
+	u.n_col_err = fv_global_columns(&a->gm);
+	u.col_err = col_err; /* borrowed */
 
 	uint32_t batch = hp->batch < 1 ? 1 : FV_MIN(hp->batch, (uint32_t)a->cfg.max_batch);
 	P = a->gm.n_params;
@@ -660,6 +715,8 @@ out:
 	fv_model_free(tm);
 	free(delta);
 	free(x);
+	free(cont);
+	free(col_err);
 }
 
 /* Answer the pending round if we can. Called after new vectors arrive, at
@@ -755,7 +812,7 @@ static void log_score(struct agent *a, int64_t end_ms, float score, bool above)
 	if (!a->score_log)
 		return;
 	if (fprintf(a->score_log, "%" PRId64 ",%.6g,%.6g,%d,%d,%" PRIu64 "\n", end_ms,
-		    (double)score, (double)a->gm.threshold, above, a->det.raised,
+		    (double)score, (double)fv_scorer_threshold(a->sc), above, a->det.raised,
 		    a->gm.version) < 0 ||
 	    ferror(a->score_log)) {
 		/* Full disk and the like: report once, keep detecting. */
@@ -770,15 +827,18 @@ static void log_score(struct agent *a, int64_t end_ms, float score, bool above)
 static void on_window(struct agent *a, int64_t start_ms, int64_t end_ms)
 {
 	uint32_t C = a->cfg.n_channels, W = a->gm.window;
-	size_t D = (size_t)W * C;
-	float thr = a->gm.threshold;
 	enum fv_detect_event ev;
-	float score;
-	bool above;
+	float score, thr;
+	bool above, cont;
 
-	memcpy(a->xbuf, a->winbuf, D * sizeof(float));
-	fv_window_normalize(a->xbuf, W, C, a->gm.mean, a->gm.std);
-	score = fv_model_score(a->score_model, a->xbuf, a->sqerr);
+	/* A window continues the last one when it starts one stride later
+	 * (no gap, no incomplete vector between): smoothing goes on. */
+	cont = a->have_last && start_ms == a->last_start + (int64_t)a->gm.stride * a->cfg.period_ms;
+	a->last_start = start_ms;
+	a->have_last = true;
+	if (fv_scorer_score(a->sc, a->winbuf, cont, &score, a->share) < 0)
+		return;
+	thr = fv_scorer_threshold(a->sc);
 	a->n_windows++;
 	a->last_score = score;
 	above = thr > 0 && score > thr;
@@ -788,13 +848,14 @@ static void on_window(struct agent *a, int64_t start_ms, int64_t end_ms)
 	}
 	if (!isfinite(score))
 		return;
-	fv_detect_channel_share(a->share, a->sqerr, W, C);
 	bool was_raised = a->det.raised;
 	ev = fv_detect_push(&a->det, score, thr, start_ms, end_ms);
 	if (a->det.raised && (ev == FV_DETECT_RAISED || a->det.max_score == score))
 		memcpy(a->alert_share, a->share, C * sizeof(float));
 	if (was_raised || a->det.raised)
 		vecbuf_mark_recent(&a->buf, a->gm.stride);
+	else if (!above)
+		fv_scorer_observe(a->sc, score);
 	log_score(a, end_ms, score, above);
 	if (ev == FV_DETECT_RAISED) {
 		a->n_alerts++;
@@ -820,6 +881,9 @@ static void on_vector(struct agent *a, int ok, int64_t tick)
 	vecbuf_push(&a->buf, a->vec, tick);
 	if (a->have_model && fv_window_push(a->win, a->vec, tick, a->winbuf, &start) == 1)
 		on_window(a, start, tick);
+	if (a->have_model && a->buf.len >= FV_MAX(2 * a->calib_len, CALIB_MIN_VECTORS) &&
+	    a->buf.len < a->buf.cap)
+		calibrate(a);
 }
 
 /* Emit every tick that is due before time `now` (data or wall clock). */
@@ -899,6 +963,7 @@ struct agent *agent_new(const struct agent_config *c)
 	struct agent *a = calloc(1, sizeof(*a));
 	struct fv_mqtt_opts o = { 0 };
 	struct fv_detect_opts dopt;
+	struct fv_scorer_opts sopt;
 	char will[256], client_id[160];
 	uint32_t C = c->n_channels;
 	int wl;
@@ -943,6 +1008,13 @@ struct agent *agent_new(const struct agent_config *c)
 					.clear_ratio = (float)c->clear_ratio,
 					.clear_n = (uint32_t)c->clear_n };
 	if (fv_detect_init(&a->det, &dopt) < 0)
+		goto fail;
+	sopt = (struct fv_scorer_opts){ .mode = (enum fv_thr_mode)c->thr_mode,
+					.prior_windows = c->prior_windows,
+					.halflife = c->halflife,
+					.calib_prior = c->calib_prior };
+	a->sc = fv_scorer_new(&sopt, C);
+	if (!a->sc)
 		goto fail;
 	a->align = fv_align_new(C, c->period_ms, c->max_age_ms);
 	a->vec = calloc(C, sizeof(float));
@@ -1003,6 +1075,7 @@ void agent_free(struct agent *a)
 	fv_mqtt_free(a->mq, 1000);
 	fv_httpd_free(a->httpd);
 	drop_model_objects(a);
+	fv_scorer_free(a->sc);
 	fv_global_clear(&a->gm);
 	fv_announce_clear(&a->ann);
 	fv_align_free(a->align);

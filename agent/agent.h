@@ -12,6 +12,7 @@
 #include "fedvigil/ingest.h"
 #include "fedvigil/mqtt.h"
 #include "fedvigil/nn.h"
+#include "fedvigil/scorer.h"
 #include "fedvigil/util.h"
 #include "fedvigil/wire.h"
 
@@ -55,6 +56,10 @@ struct agent_config {
 	double clear_ratio;         /* calm below threshold * clear_ratio */
 	long long clear_n;          /* calm windows in a row to clear */
 	long long top_channels;     /* channels named in an alert */
+	int thr_mode;               /* enum fv_thr_mode: global|local|adaptive */
+	double prior_windows;       /* local/adaptive: weight of the fleet's scores */
+	double halflife;            /* adaptive: half-life of own calm scores (windows) */
+	double calib_prior;         /* calibration: windows the fleet's errors count as */
 	/* [tls] */
 	struct fv_mqtt_tls tls;     /* CA, client certificate, verification */
 	/* [sign] */

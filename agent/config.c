@@ -9,6 +9,8 @@
 static const char *const log_levels[] = { "err", "warning", "notice", "info", "debug", NULL };
 static const char *const clocks[] = { "wall", "data", NULL };
 static const char *const formats[] = { "number", "json", NULL };
+/* Order matches enum fv_thr_mode. */
+static const char *const thr_modes[] = { "global", "local", "adaptive", NULL };
 
 #define K(sec, key, type, def, lo, hi, ch, field, help)                                          \
 	{ sec, key, type, def, lo, hi, ch, offsetof(struct agent_config, field),                 \
@@ -64,6 +66,15 @@ const struct fv_cfg_key agent_cfg_keys[] = {
 	  "calm windows in a row that clear an alert"),
 	K("detect", "top_channels", FV_CFG_INT, "3", 1, FV_MAX_CHANNELS, NULL, top_channels,
 	  "channels named in an alert, by share of the error"),
+	K("detect", "threshold", FV_CFG_ENUM, "global", 0, 0, thr_modes, thr_mode,
+	  "global: the fleet's threshold; local: the fleet's rule on the fleet's and this "
+	  "machine's normal scores; adaptive: local, then following this machine's calm scores"),
+	K("detect", "prior_windows", FV_CFG_DOUBLE, "2000", 0, 1e9, NULL, prior_windows,
+	  "local/adaptive: the fleet's normal scores count as this many windows"),
+	K("detect", "halflife", FV_CFG_DOUBLE, "2000", 1, 1e9, NULL, halflife,
+	  "adaptive: half-life, in windows, of this machine's calm scores"),
+	K("detect", "calib_prior", FV_CFG_DOUBLE, "100", 0, 1e9, NULL, calib_prior,
+	  "calibration: the fleet's per-column normal errors count as this many windows"),
 	FV_MQTT_TLS_KEYS(struct agent_config, tls),
 	K("sign", "model_key", FV_CFG_STR, "", 0, 0, NULL, sign_model_key,
 	  "the coordinator's public key file (fedvigil-keygen; up to 8 keys): models and "

@@ -18,6 +18,8 @@ static const char *const preset_names[] = { "custom", "ae8", "ae20", "dae128", "
 static const char *const optim_names[] = { "adam", "sgd", "momentum", NULL };
 /* Order matches enum fv_thr_method. */
 static const char *const thr_names[] = { "percentile", "meanstd", "pot", NULL };
+/* Order matches enum fv_feat. */
+static const char *const feat_names[] = { "values", "diff", "both", NULL };
 
 #define FIELD(f) offsetof(struct coord_config, f), sizeof(((struct coord_config *)0)->f)
 #define K_STR(sec, key, f, def, help) \
@@ -61,6 +63,9 @@ const struct fv_cfg_key coord_cfg_keys[] = {
 	K_INT("model", "window", window, "10", 1, 1024, "W: sample vectors per window"),
 	K_INT("model", "stride", stride, "1", 1, 1024, "S: vectors between window starts"),
 	K_INT("model", "channels", channels, "5", 1, 256, "C: channels per vector"),
+	K_ENUM("model", "features", features, "values", feat_names,
+	       "what the model sees of a window: values (z-normalised), diff (their first "
+	       "differences) or both (2*channels columns)"),
 	K_STR("model", "hidden", hidden, "32,8,32",
 	      "custom: hidden layer widths of the autoencoder (input = window*channels)"),
 	K_ENUM("model", "activation", activation, "tanh", act_names,
@@ -111,6 +116,11 @@ const struct fv_cfg_key coord_cfg_keys[] = {
 	      "meanstd: threshold = mean + k * standard deviation of normal scores"),
 	K_DBL("threshold", "margin", margin, "1.0", 0.1, 100.0,
 	      "alert threshold = the method's value * margin"),
+	K_BOOL("threshold", "calibrate", calibrate, "false",
+	       "agents divide each input column's error by its mean on their own normal "
+	       "windows (one threshold then fits machines whose normal differs)"),
+	K_DBL("threshold", "smooth", smooth, "1.0", 0.01, 1.0,
+	      "EWMA weight of the newest window's score (causal smoothing); 1 = none"),
 
 	FV_MQTT_TLS_KEYS(struct coord_config, tls),
 	K_ENUM("aggregation", "algorithm", algorithm, "fedavg", fv_agg_algo_names,
@@ -235,8 +245,14 @@ int coord_config_finish(struct coord_config *c, char *err, size_t errlen)
 		snprintf(err, errlen, "coordinator.state_dir is empty");
 		return -EINVAL;
 	}
+	if (c->features == FV_FEAT_DIFF && c->window < 2) {
+		snprintf(err, errlen, "model.features = diff needs model.window >= 2 (differences "
+			 "are taken inside a window)");
+		return -EINVAL;
+	}
 	/* window <= 1024 and channels <= 256: the product cannot overflow. */
-	input = (uint32_t)(c->window * c->channels);
+	input = (uint32_t)c->window *
+		fv_feat_columns((enum fv_feat)c->features, (uint32_t)c->channels);
 	c->preset_nominal = fv_preset_nominal_input((enum fv_preset)c->preset);
 	if (c->preset != FV_PRESET_CUSTOM) {
 		/* A preset keeps its hidden layers; the input and output layers

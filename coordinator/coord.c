@@ -26,6 +26,7 @@
 #include <cjson/cJSON.h>
 
 #include "coord.h"
+#include "fedvigil/scorer.h"
 #include "fedvigil/fl.h"
 #include "fedvigil/mqtt.h"
 #include "fedvigil/sign.h"
@@ -393,6 +394,14 @@ static int load_state(struct coord *co)
 			       co->state_path, m->n_channels, cfg->channels);
 			goto fail;
 		}
+		if (m->features != (enum fv_feat)cfg->features) {
+			fv_log(FV_LOG_ERR,
+			       "state file %s: the model has features = %s but [model] features = %s "
+			       "(restore the config, or --reset to train a new model)",
+			       co->state_path, fv_feat_name(m->features),
+			       fv_feat_name((enum fv_feat)cfg->features));
+			goto fail;
+		}
 		if (memcmp(&m->spec, &cfg->spec, sizeof(m->spec)) != 0)
 			fv_log(FV_LOG_WARNING,
 			       "the persisted model's layers differ from [model] (preset, hidden, "
@@ -706,6 +715,10 @@ static int close_stats(struct coord *co)
 	r = make_agg(co, g.n_params);
 	if (r < 0)
 		goto fail;
+	g.features = (enum fv_feat)cfg->features;
+	g.calibrate = cfg->calibrate;
+	g.smooth = (float)cfg->smooth;
+	g.rule = cfg->rule;
 
 	fv_global_clear(&co->model);
 	co->model = g;
@@ -751,9 +764,8 @@ static int close_train(struct coord *co)
 	struct fv_global *g = &co->model;
 	struct fv_agg_update *up = NULL;
 	struct fv_agg_result res;
-	struct fv_hist hist;
 	bool *used = NULL;
-	double loss = 0.0, wsum = 0.0, score;
+	double loss = 0.0, wsum = 0.0;
 	uint32_t k = co->n_upd;
 	char excl[256];
 	float *old;
@@ -763,7 +775,6 @@ static int close_train(struct coord *co)
 	used = malloc(sizeof(*used) * k);
 	if (!up || !used)
 		goto out;
-	fv_hist_init(&hist);
 	for (uint32_t i = 0; i < k; i++) {
 		const struct fv_update *u = &co->upd[i];
 
@@ -772,7 +783,6 @@ static int close_train(struct coord *co)
 		up[i].n_samples = FV_MIN(u->n_samples, WEIGHT_MAX);
 		loss += (double)up[i].n_samples * u->loss;
 		wsum += (double)up[i].n_samples;
-		fv_hist_merge(&hist, &u->hist);
 	}
 	r = fv_agg_round(co->agg, g->params, up, k, co->sample_rate, co->round, co->new_params,
 			 used, &res);
@@ -782,6 +792,14 @@ static int close_train(struct coord *co)
 		       r == -ERANGE ? " (a non-finite result); discarding the round" : "");
 		goto out;
 	}
+	/* The scoring rules follow the config (a restart may have changed
+	 * them); the merged histograms give the threshold and the fleet's
+	 * per-column errors. */
+	g->calibrate = cfg->calibrate;
+	g->smooth = (float)cfg->smooth;
+	r = fv_detect_close_round(g, co->upd, k, &cfg->rule);
+	if (r < 0)
+		goto out;
 	/* The new parameters replace the old; the old array becomes the
 	 * scratch of the next round (no allocation per round). */
 	old = g->params;
@@ -800,9 +818,6 @@ static int close_train(struct coord *co)
 		       cfg->agg.algo == FV_AGG_MEDIAN	     ? "at least 3"
 		       : cfg->agg.algo == FV_AGG_TRIMMED_MEAN ? "trim_beta * updates >= 1"
 							      : "2 * krum_f + 3");
-	if (fv_thr_from_hist(&hist, &cfg->rule, &score) == 0 && score > 0.0 && score < FLT_MAX)
-		g->threshold = (float)score;
-	/* else: no scores this round, keep the previous threshold */
 	g->percentile = (float)cfg->percentile;
 	g->loss = wsum > 0 ? (float)(loss / wsum) : 0.0f;
 	fill_hdr(co, &g->h, co->round, g->version);
@@ -1050,6 +1065,13 @@ static void handle_update(struct coord *co, uint64_t round, const char *agent,
 	}
 	if (co->kind == FV_ROUND_TRAIN && u.n_samples == 0) {
 		reject(co, FV_REJ_OTHER, agent, round, "trained on 0 samples");
+		goto drop;
+	}
+	if (co->kind == FV_ROUND_TRAIN && u.n_col_err && co->have_model &&
+	    u.n_col_err != fv_global_columns(&co->model)) {
+		reject(co, FV_REJ_SHAPE, agent, round,
+		       "wrong shape (%u column errors, model has %u columns)", u.n_col_err,
+		       fv_global_columns(&co->model));
 		goto drop;
 	}
 	if (co->n_upd >= co->cap_upd) { /* cannot happen: selected and unique */

@@ -39,6 +39,7 @@ struct coord_config {
 	long long window;            /* W vectors per window */
 	long long stride;            /* S */
 	long long channels;          /* C */
+	int features;                /* enum fv_feat */
 	char hidden[128];            /* hidden layer widths, "32,8,32" */
 	int activation;              /* enum fv_act of hidden layers */
 	int output_activation;       /* enum fv_act of the output layer */
@@ -65,6 +66,8 @@ struct coord_config {
 	double percentile;           /* percentile, pot: quantile in %, 50..99.999 */
 	double k;                    /* meanstd: sigmas above the mean */
 	double margin;               /* threshold = method's value * margin */
+	bool calibrate;              /* agents calibrate per-column errors */
+	double smooth;               /* EWMA weight of the newest score */
 	/* [tls] */
 	struct fv_mqtt_tls tls;      /* CA, client certificate, verification */
 	/* [aggregation] (fl.h struct fv_agg_config) */

@@ -10,6 +10,8 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "fedvigil/ingest.h"
+
 #define FV_DETECT_MAX_N 64
 
 struct fv_detect_opts {
@@ -54,5 +56,29 @@ void fv_detect_channel_share(float *ret_share, const float *sqerr, uint32_t W, u
 /* Indices of the `k` largest values of v (C entries), largest first. Returns
  * how many were written (min(k, C)). */
 uint32_t fv_detect_top(uint32_t *ret_idx, const float *v, uint32_t C, uint32_t k);
+
+/* ---- features: what the model sees of a window ----
+ * Chosen by the coordinator ([model] features) and carried in the global
+ * model, so every agent prepares its windows alike. */
+enum fv_feat {
+	FV_FEAT_VALUES = 0, /* z-normalised values */
+	FV_FEAT_DIFF = 1,   /* their first differences inside the window (row 0: 0) */
+	FV_FEAT_BOTH = 2,   /* values and differences side by side: 2C columns */
+};
+#define FV_FEAT__MAX 3
+/* Model input columns per vector at most. */
+#define FV_MAX_COLUMNS (2 * FV_MAX_CHANNELS)
+
+/* "values|diff|both" <-> enum; -EINVAL for anything else. */
+int fv_feat_parse(const char *s, enum fv_feat *ret);
+const char *fv_feat_name(enum fv_feat f);
+/* Model input columns per vector: C, or 2C for FV_FEAT_BOTH. */
+uint32_t fv_feat_columns(enum fv_feat f, uint32_t C);
+/* raw: (W, C) readings, oldest first -> ret: (W, fv_feat_columns(f, C)),
+ * z-normalised with mean/std (C) and transformed by f. Differences are of
+ * the normalised values, inside the window only, so a window needs nothing
+ * from before it. ret and raw must not overlap. */
+void fv_feat_prepare(float *ret, const float *raw, uint32_t W, uint32_t C, const float *mean,
+		     const float *std, enum fv_feat f);
 
 #endif

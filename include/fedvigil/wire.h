@@ -10,9 +10,11 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "fedvigil/detect.h"
 #include "fedvigil/fl.h"
 #include "fedvigil/ingest.h"
 #include "fedvigil/nn.h"
+#include "fedvigil/threshold.h"
 
 #define FV_SCHEMA_VERSION 1
 #define FV_NAME_MAX 64                /* fleet and agent names, incl. NUL */
@@ -106,6 +108,9 @@ struct fv_update {
 	struct fv_hist hist;          /* base-model scores of local windows */
 	uint32_t n_channels;          /* entries in stats (STATS update) */
 	struct fv_chstats *stats;     /* per channel, owned (malloc) */
+	uint32_t n_col_err;           /* entries in col_err: 0 or the model's input columns */
+	double *col_err;              /* per column: sum over hist's windows of their mean
+				       * squared error there, owned (malloc) */
 };
 
 struct fv_global {
@@ -131,7 +136,18 @@ struct fv_global {
 	float dp_epsilon;             /* DP epsilon spent up to this model; 0 = none */
 	double dp_delta;              /* delta of dp_epsilon */
 	char aggregation[32];         /* algorithm that produced it; "" = unknown */
+	/* detection (fields 45-48; defaults for models without them) */
+	enum fv_feat features;        /* what the model sees of a window */
+	bool calibrate;               /* agents calibrate per-column errors */
+	float smooth;                 /* EWMA weight of the newest score, (0, 1]; 1 = none */
+	struct fv_thr_rule rule;      /* how thresholds are read from score distributions */
+	struct fv_hist scores;        /* merged normal scores behind threshold (count 0: none) */
+	uint32_t n_col_err;           /* 0 or fv_feat_columns(features, n_channels) */
+	float *col_err;               /* fleet mean per-column normal error, owned */
 };
+
+/* Model input columns of g: fv_feat_columns(g->features, g->n_channels). */
+uint32_t fv_global_columns(const struct fv_global *g);
 
 /* Why a message was rejected: one counter each. */
 enum fv_reject {

@@ -380,6 +380,19 @@ void fv_announce_clear(struct fv_announce *a)
 
 /* ---- ModelUpdate ---- */
 
+/* Borrowing h's bins. */
+static void hist_to_pb(Fedvigil__V1__Histogram *ph, const struct fv_hist *h)
+{
+	fedvigil__v1__histogram__init(ph);
+	ph->n_bins = FV_HIST_BINS;
+	ph->bins = (uint64_t *)(uintptr_t)h->bins;
+	ph->under = h->under;
+	ph->over = h->over;
+	ph->count = h->count;
+	ph->sum = h->sum;
+	ph->sumsq = h->sumsq;
+}
+
 int fv_update_encode_sent(const struct fv_update *u, float *ret_sent, uint8_t **ret_buf,
 			  size_t *ret_len)
 {
@@ -393,7 +406,8 @@ int fv_update_encode_sent(const struct fv_update *u, float *ret_sent, uint8_t **
 	if (!u || !ret_buf || !ret_len || !kind_valid(u->kind) ||
 	    u->n_params > FV_NN_MAX_PARAMS || (u->n_params && !u->delta) ||
 	    u->n_channels > FV_MAX_CHANNELS || (u->n_channels && !u->stats) ||
-	    (unsigned)u->enc >= FV_ENC__MAX)
+	    (unsigned)u->enc >= FV_ENC__MAX || u->n_col_err > FV_MAX_COLUMNS ||
+	    (u->n_col_err && !u->col_err))
 		return -EINVAL;
 	r = hdr_fill(&h, &u->h);
 	if (r < 0)
@@ -427,15 +441,10 @@ int fv_update_encode_sent(const struct fv_update *u, float *ret_sent, uint8_t **
 			m.segments = pk.seg;
 		}
 	}
-	fedvigil__v1__histogram__init(&hist);
-	hist.n_bins = FV_HIST_BINS;
-	hist.bins = (uint64_t *)(uintptr_t)u->hist.bins;
-	hist.under = u->hist.under;
-	hist.over = u->hist.over;
-	hist.count = u->hist.count;
-	hist.sum = u->hist.sum;
-	hist.sumsq = u->hist.sumsq;
+	hist_to_pb(&hist, &u->hist);
 	m.histogram = &hist;
+	m.n_col_err = u->n_col_err;
+	m.col_err = u->col_err;
 	if (u->n_channels) {
 		r = -ENOMEM;
 		cs = calloc(u->n_channels, sizeof(*cs));
@@ -534,8 +543,12 @@ int fv_update_decode(const void *buf, size_t len, const char *expect_fleet,
 		goto out;
 	u.enc = (enum fv_enc)m->encoding;
 	r = -EDOM;
-	if (m->n_stats > FV_MAX_CHANNELS)
+	if (m->n_stats > FV_MAX_CHANNELS || m->n_col_err > FV_MAX_COLUMNS)
 		goto out;
+	r = -ERANGE;
+	for (size_t i = 0; i < m->n_col_err; i++)
+		if (!isfinite(m->col_err[i]) || m->col_err[i] < 0.0)
+			goto out;
 	r = hist_from_pb(m->histogram, &u.hist);
 	if (r < 0)
 		goto out;
@@ -548,6 +561,14 @@ int fv_update_decode(const void *buf, size_t len, const char *expect_fleet,
 		r = chstats_check(m->stats[i]);
 		if (r < 0)
 			goto out;
+	}
+	if (m->n_col_err) {
+		r = -ENOMEM;
+		u.col_err = malloc(m->n_col_err * sizeof(double));
+		if (!u.col_err)
+			goto out;
+		memcpy(u.col_err, m->col_err, m->n_col_err * sizeof(double));
+		u.n_col_err = (uint32_t)m->n_col_err;
 	}
 	{
 		struct wire_side side = {
@@ -564,14 +585,17 @@ int fv_update_decode(const void *buf, size_t len, const char *expect_fleet,
 		};
 
 		r = wire_unpack_delta(&side, &u.delta, &u.n_params, &u.nnz, &u.n_seg, u.seg);
-		if (r < 0)
+		if (r < 0) {
+			free(u.col_err);
 			goto out;
+		}
 	}
 	if (m->n_stats) {
 		r = -ENOMEM;
 		u.stats = calloc(m->n_stats, sizeof(*u.stats));
 		if (!u.stats) {
 			free(u.delta);
+			free(u.col_err);
 			goto out;
 		}
 		for (size_t i = 0; i < m->n_stats; i++) {
@@ -596,6 +620,7 @@ void fv_update_clear(struct fv_update *u)
 		return;
 	free(u->delta);
 	free(u->stats);
+	free(u->col_err);
 	memset(u, 0, sizeof(*u));
 }
 
@@ -619,6 +644,11 @@ int fv_update_check(const struct fv_update *u, enum fv_round_kind expect_kind,
 
 /* ---- GlobalModel ---- */
 
+uint32_t fv_global_columns(const struct fv_global *g)
+{
+	return fv_feat_columns(g->features, g->n_channels);
+}
+
 int wire_global_fill(struct pb_global *pg, const struct fv_global *g)
 {
 	const struct fv_model_spec *s = &g->spec;
@@ -629,7 +659,11 @@ int wire_global_fill(struct pb_global *pg, const struct fv_global *g)
 	    !g->params || g->n_channels == 0 || g->n_channels > FV_MAX_CHANNELS || !g->mean ||
 	    !g->std || (g->params_enc != FV_ENC_FP32 && g->params_enc != FV_ENC_FP16) ||
 	    memchr(g->aggregation, '\0', sizeof(g->aggregation)) == NULL ||
-	    (g->aggregation[0] && !fv_name_valid(g->aggregation)))
+	    (g->aggregation[0] && !fv_name_valid(g->aggregation)) ||
+	    (unsigned)g->features >= FV_FEAT__MAX ||
+	    (g->n_col_err && (g->n_col_err != fv_global_columns(g) || !g->col_err)) ||
+	    (g->rule.margin != 0.0 && fv_thr_rule_check(&g->rule) < 0) ||
+	    !(g->smooth >= 0.0f && g->smooth <= 1.0f))
 		return -EINVAL;
 	r = hdr_fill(&pg->h, &g->h);
 	if (r < 0)
@@ -693,6 +727,25 @@ int wire_global_fill(struct pb_global *pg, const struct fv_global *g)
 	m->dp_delta = g->dp_delta;
 	/* protobuf-c packs "" as absent; it only reads the string. */
 	m->aggregation = (char *)(uintptr_t)g->aggregation;
+	if (g->scores.count > 0) {
+		hist_to_pb(&pg->scores, &g->scores);
+		m->scores = &pg->scores;
+	}
+	m->n_col_err = g->n_col_err;
+	m->col_err = g->col_err;
+	/* A rule with margin 0 is unset (a struct filled by older code): the
+	 * message then carries none and decoders take the defaults. */
+	if (g->rule.margin != 0.0 || g->calibrate || (g->smooth > 0.0f && g->smooth < 1.0f)) {
+		fedvigil__v1__score_rule__init(&pg->rule);
+		pg->rule.calibrate = g->calibrate;
+		pg->rule.smooth = g->smooth;
+		pg->rule.method = (uint32_t)g->rule.method;
+		pg->rule.q = (float)g->rule.q;
+		pg->rule.k = (float)g->rule.k;
+		pg->rule.margin = (float)g->rule.margin;
+		m->score_rule = &pg->rule;
+	}
+	m->features = (uint32_t)g->features;
 	return 0;
 }
 
@@ -700,6 +753,36 @@ void wire_global_done(struct pb_global *pg)
 {
 	free(pg->le);
 	pg->le = NULL;
+}
+
+/* The ScoreRule into g; an absent one gives the behaviour of models from
+ * before it existed: no calibration or smoothing, the percentile rule at the
+ * model's percentile. -EDOM for an unknown method, -ERANGE for values out of
+ * range. */
+static int rule_from_pb(const Fedvigil__V1__ScoreRule *pr, float percentile, struct fv_global *g)
+{
+	g->calibrate = false;
+	g->smooth = 1.0f;
+	g->rule = (struct fv_thr_rule){ .method = FV_THR_PERCENTILE, .q = 0.995, .k = 3.0,
+					.margin = 1.0 };
+	if (percentile > 0.0f && percentile < 100.0f)
+		g->rule.q = percentile / 100.0;
+	if (!pr)
+		return 0;
+	if (pr->method >= FV_THR__MAX)
+		return -EDOM;
+	if (!isfinite(pr->smooth) || pr->smooth < 0.0f || pr->smooth > 1.0f)
+		return -ERANGE;
+	g->calibrate = pr->calibrate;
+	g->smooth = pr->smooth > 0.0f ? pr->smooth : 1.0f;
+	g->rule = (struct fv_thr_rule){ .method = (enum fv_thr_method)pr->method,
+					.q = pr->q,
+					.k = pr->k,
+					.margin = pr->margin };
+	if (!isfinite(pr->q) || !isfinite(pr->k) || !isfinite(pr->margin) ||
+	    fv_thr_rule_check(&g->rule) < 0)
+		return -ERANGE;
+	return 0;
 }
 
 int wire_global_from_pb(const Fedvigil__V1__GlobalModel *m, const char *expect_fleet,
@@ -738,9 +821,13 @@ int wire_global_from_pb(const Fedvigil__V1__GlobalModel *m, const char *expect_f
 	    m->params_encoding != FEDVIGIL__V1__DELTA_ENCODING__DELTA_ENCODING_FP16)
 		return -EPROTO;
 	width = m->params_encoding == FEDVIGIL__V1__DELTA_ENCODING__DELTA_ENCODING_FP16 ? 2 : 4;
+	if (m->features >= FV_FEAT__MAX)
+		return -EDOM;
+	g.features = (enum fv_feat)m->features;
 	if (m->window == 0 || m->stride == 0 || m->n_channels == 0 ||
 	    m->n_channels > FV_MAX_CHANNELS ||
-	    (uint64_t)m->window * m->n_channels != g.spec.sizes[0] ||
+	    (uint64_t)m->window * fv_feat_columns(g.features, m->n_channels) != g.spec.sizes[0] ||
+	    (m->n_col_err && m->n_col_err != fv_feat_columns(g.features, m->n_channels)) ||
 	    m->n_mean != m->n_channels || m->n_std != m->n_channels ||
 	    m->params.len % width != 0 || m->params.len / width != np)
 		return -EDOM;
@@ -756,6 +843,15 @@ int wire_global_from_pb(const Fedvigil__V1__GlobalModel *m, const char *expect_f
 	for (size_t c = 0; c < m->n_std; c++)
 		if (!(m->std[c] > 0.0f))
 			return -ERANGE;
+	for (size_t c = 0; c < m->n_col_err; c++)
+		if (!isfinite(m->col_err[c]) || m->col_err[c] < 0.0f)
+			return -ERANGE;
+	r = hist_from_pb(m->scores, &g.scores);
+	if (r < 0)
+		return r;
+	r = rule_from_pb(m->score_rule, m->percentile, &g);
+	if (r < 0)
+		return r;
 	g.version = m->version;
 	g.epoch = m->epoch;
 	g.window = m->window;
@@ -796,6 +892,15 @@ int wire_global_from_pb(const Fedvigil__V1__GlobalModel *m, const char *expect_f
 	}
 	memcpy(g.mean, m->mean, g.n_channels * sizeof(float));
 	memcpy(g.std, m->std, g.n_channels * sizeof(float));
+	if (m->n_col_err) {
+		g.col_err = malloc(m->n_col_err * sizeof(float));
+		if (!g.col_err) {
+			fv_global_clear(&g);
+			return -ENOMEM;
+		}
+		memcpy(g.col_err, m->col_err, m->n_col_err * sizeof(float));
+		g.n_col_err = (uint32_t)m->n_col_err;
+	}
 	*ret = g;
 	return 0;
 }
@@ -839,6 +944,7 @@ void fv_global_clear(struct fv_global *g)
 	free(g->mean);
 	free(g->std);
 	free(g->params);
+	free(g->col_err);
 	memset(g, 0, sizeof(*g));
 }
 
@@ -868,6 +974,7 @@ int fv_global_copy(const struct fv_global *src, struct fv_global *ret)
 	g.mean = dup_floats(src->mean, src->n_channels, &ok);
 	g.std = dup_floats(src->std, src->n_channels, &ok);
 	g.params = dup_floats(src->params, src->n_params, &ok);
+	g.col_err = dup_floats(src->col_err, src->n_col_err, &ok);
 	if (!ok) {
 		fv_global_clear(&g);
 		return -ENOMEM;

@@ -63,6 +63,13 @@ static const struct pb_rule chstats_rule[] = {
 };
 static const struct pb_rules chstats_rules = { chstats_rule, FV_ARRAY_SIZE(chstats_rule), 4 };
 
+static const struct pb_rule rule_rule[] = {
+	ONE(1, PB_VARINT), ONE(2, PB_FIXED32), ONE(3, PB_VARINT),
+	ONE(4, PB_FIXED32), ONE(5, PB_FIXED32), ONE(6, PB_FIXED32),
+};
+static const struct pb_rules rule_rules = { rule_rule, FV_ARRAY_SIZE(rule_rule), 4 };
+#define RULE_MAX 128 /* 2 varints + 4 floats: <= 42 bytes */
+
 static const struct pb_rule spec_rule[] = {
 	{ .field = 1, .wire_types = PB_LEN | PB_VARINT, .max_count = FV_NN_MAX_LAYERS + 1,
 	  .max_bytes = (FV_NN_MAX_LAYERS + 1) * 5, .err = -EDOM },
@@ -126,6 +133,8 @@ static const struct pb_rule update_rule[] = {
 	{ .field = 61, .wire_types = PB_LEN | PB_VARINT, .max_count = FV_WIRE_MAX_SEG,
 	  .max_bytes = FV_WIRE_MAX_SEG * 5, .err = -EILSEQ },
 	SIGNATURE_RULE,
+	{ .field = 45, .wire_types = PB_LEN | PB_FIXED64, .max_count = FV_MAX_COLUMNS,
+	  .max_bytes = (size_t)FV_MAX_COLUMNS * 8, .err = -EDOM },
 };
 const struct pb_rules pb_rules_update = { update_rule, FV_ARRAY_SIZE(update_rule), 16 };
 
@@ -154,6 +163,13 @@ static const struct pb_rule global_rule[] = {
 	ONE(51, PB_FIXED64),
 	SIGNATURE_RULE,
 	ONE(80, PB_VARINT),
+	{ .field = 45, .wire_types = PB_LEN, .max_count = 1, .max_bytes = HIST_MAX,
+	  .err = -EDOM, .sub = &hist_rules },
+	{ .field = 46, .wire_types = PB_LEN | PB_FIXED32, .max_count = FV_MAX_COLUMNS,
+	  .max_bytes = (size_t)FV_MAX_COLUMNS * 4, .err = -EDOM },
+	{ .field = 47, .wire_types = PB_LEN, .max_count = 1, .max_bytes = RULE_MAX,
+	  .sub = &rule_rules },
+	ONE(48, PB_VARINT),
 };
 const struct pb_rules pb_rules_global = { global_rule, FV_ARRAY_SIZE(global_rule), 16 };
 

@@ -61,6 +61,8 @@ struct pb_global {
 	uint32_t acts[FV_NN_MAX_LAYERS];            /* spec.acts */
 	float dropout[FV_NN_MAX_LAYERS];            /* spec.dropout */
 	uint8_t *le;                                /* big-endian hosts: LE params */
+	Fedvigil__V1__Histogram scores;             /* m.scores */
+	Fedvigil__V1__ScoreRule rule;               /* m.score_rule */
 };
 
 /* Fill pg from g (borrowing g's arrays). 0, -EINVAL or -ENOMEM; release

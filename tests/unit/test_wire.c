@@ -309,6 +309,164 @@ static void test_global_regularized_roundtrip(void **state)
 	fv_global_clear(&g);
 }
 
+/* Detection fields (45-48): features, the fleet's scores and column
+ * errors, the score rule. Absent in an older model: the defaults. */
+static void test_global_detection_roundtrip(void **state)
+{
+	static const uint32_t hidden[] = { 4 };
+	Fedvigil__V1__GlobalModel *m;
+	struct fv_global g, d;
+	uint8_t *buf, *b2;
+	size_t len, l2;
+
+	(void)state;
+	make_global(&g);
+	g.features = FV_FEAT_BOTH;
+	assert_int_equal(fv_model_spec_autoencoder(WIN * 2 * CH, hidden, 1, FV_ACT_TANH,
+						   FV_ACT_LINEAR, &g.spec), 0);
+	free(g.params);
+	g.n_params = fv_model_spec_nparams(&g.spec);
+	g.params = calloc(g.n_params, sizeof(float));
+	assert_non_null(g.params);
+	g.calibrate = true;
+	g.smooth = 0.25f;
+	g.rule = (struct fv_thr_rule){ .method = FV_THR_POT, .q = 0.99f, .k = 2.5f, .margin = 1.5f };
+	fv_hist_init(&g.scores);
+	for (int i = 0; i < 30; i++)
+		fv_hist_add(&g.scores, 0.1 * (i + 1));
+	g.n_col_err = 2 * CH;
+	g.col_err = malloc(g.n_col_err * sizeof(float));
+	assert_non_null(g.col_err);
+	for (uint32_t c = 0; c < g.n_col_err; c++)
+		g.col_err[c] = 0.5f + (float)c;
+	assert_int_equal(fv_global_columns(&g), 2 * CH);
+	assert_int_equal(fv_global_encode(&g, &buf, &len), 0);
+	memset(&d, 0, sizeof(d));
+	assert_int_equal(fv_global_decode(buf, len, FLEET, &d), 0);
+	assert_global_equal(&d, &g);
+	assert_int_equal(d.features, FV_FEAT_BOTH);
+	assert_true(d.calibrate && d.smooth == 0.25f);
+	assert_int_equal(d.rule.method, FV_THR_POT);
+	assert_true(d.rule.q == 0.99f && d.rule.k == 2.5f && d.rule.margin == 1.5f);
+	assert_memory_equal(&d.scores, &g.scores, sizeof(g.scores));
+	assert_int_equal(d.n_col_err, 2 * CH);
+	assert_memory_equal(d.col_err, g.col_err, g.n_col_err * sizeof(float));
+	fv_global_clear(&d);
+
+	/* Tampering: an unknown features value, a width that does not match
+	 * them, column errors of another length or not finite, a bad rule. */
+	m = pb_of(&fedvigil__v1__global_model__descriptor, buf, len);
+	m->features = FV_FEAT__MAX;
+	repack(m, &b2, &l2);
+	expect_global(b2, l2, FLEET, -EDOM);
+	free(b2);
+	m->features = FV_FEAT_VALUES; /* input 2*W*C but values want W*C */
+	repack(m, &b2, &l2);
+	expect_global(b2, l2, FLEET, -EDOM);
+	free(b2);
+	m->features = FV_FEAT_BOTH;
+	m->n_col_err = CH;
+	repack(m, &b2, &l2);
+	expect_global(b2, l2, FLEET, -EDOM);
+	free(b2);
+	m->n_col_err = 2 * CH;
+	m->col_err[1] = NAN;
+	repack(m, &b2, &l2);
+	expect_global(b2, l2, FLEET, -ERANGE);
+	free(b2);
+	m->col_err[1] = -1.0f;
+	repack(m, &b2, &l2);
+	expect_global(b2, l2, FLEET, -ERANGE);
+	free(b2);
+	m->col_err[1] = 1.0f;
+	m->score_rule->method = FV_THR__MAX;
+	repack(m, &b2, &l2);
+	expect_global(b2, l2, FLEET, -EDOM);
+	free(b2);
+	m->score_rule->method = FV_THR_PERCENTILE;
+	m->score_rule->q = 1.0f;
+	repack(m, &b2, &l2);
+	expect_global(b2, l2, FLEET, -ERANGE);
+	free(b2);
+	m->score_rule->q = 0.9f;
+	m->score_rule->smooth = 1.5f;
+	repack(m, &b2, &l2);
+	expect_global(b2, l2, FLEET, -ERANGE);
+	free(b2);
+	m->score_rule->smooth = 0.5f;
+	m->scores->count++;
+	repack(m, &b2, &l2);
+	expect_global(b2, l2, FLEET, -EDOM);
+	free(b2);
+	m->scores->count--;
+	/* No rule, no scores: what models from before these fields mean. */
+	m->score_rule = NULL;
+	m->scores = NULL;
+	repack(m, &b2, &l2);
+	memset(&d, 0, sizeof(d));
+	assert_int_equal(fv_global_decode(b2, l2, FLEET, &d), 0);
+	assert_false(d.calibrate);
+	assert_true(d.smooth == 1.0f);
+	assert_int_equal(d.rule.method, FV_THR_PERCENTILE);
+	assert_true(fabs(d.rule.q - 0.995) < 1e-6 && d.rule.margin == 1.0);
+	assert_int_equal(d.scores.count, 0);
+	fv_global_clear(&d);
+	free(b2);
+	protobuf_c_message_free_unpacked(&m->base, NULL);
+	free(buf);
+	fv_global_clear(&g);
+}
+
+/* ModelUpdate.col_err (45): one double per column, finite, >= 0. */
+static void test_update_col_err(void **state)
+{
+	Fedvigil__V1__ModelUpdate *m;
+	struct fv_update u, d;
+	uint8_t *buf, *b2;
+	size_t len, l2;
+
+	(void)state;
+	make_update(&u, FV_ROUND_TRAIN, 24);
+	u.n_col_err = CH;
+	u.col_err = malloc(CH * sizeof(double));
+	assert_non_null(u.col_err);
+	for (uint32_t c = 0; c < CH; c++)
+		u.col_err[c] = 100.0 / (c + 1);
+	assert_int_equal(fv_update_encode(&u, &buf, &len), 0);
+	memset(&d, 0, sizeof(d));
+	assert_int_equal(fv_update_decode(buf, len, FLEET, &d), 0);
+	assert_int_equal(d.n_col_err, CH);
+	assert_memory_equal(d.col_err, u.col_err, CH * sizeof(double));
+	fv_update_clear(&d);
+	m = pb_of(&fedvigil__v1__model_update__descriptor, buf, len);
+	m->col_err[0] = INFINITY;
+	repack(m, &b2, &l2);
+	expect_update(b2, l2, FLEET, -ERANGE);
+	free(b2);
+	m->col_err[0] = -0.5;
+	repack(m, &b2, &l2);
+	expect_update(b2, l2, FLEET, -ERANGE);
+	free(b2);
+	{
+		double *more = calloc(FV_MAX_COLUMNS + 1, sizeof(double));
+		double *orig = m->col_err;
+		size_t n = m->n_col_err;
+
+		assert_non_null(more);
+		m->col_err = more;
+		m->n_col_err = FV_MAX_COLUMNS + 1;
+		repack(m, &b2, &l2);
+		expect_update(b2, l2, FLEET, -EDOM);
+		free(b2);
+		m->col_err = orig;
+		m->n_col_err = n;
+		free(more);
+	}
+	protobuf_c_message_free_unpacked(&m->base, NULL);
+	free(buf);
+	fv_update_clear(&u);
+}
+
 static void test_announce_roundtrip(void **state)
 {
 	uint32_t counts[] = { 0, 3, FV_MAX_SELECTED };
@@ -1369,6 +1527,8 @@ int main(void)
 		cmocka_unit_test(test_update_roundtrip),
 		cmocka_unit_test(test_global_roundtrip),
 		cmocka_unit_test(test_global_regularized_roundtrip),
+		cmocka_unit_test(test_global_detection_roundtrip),
+		cmocka_unit_test(test_update_col_err),
 		cmocka_unit_test(test_announce_roundtrip),
 		cmocka_unit_test(test_reject_bytes),
 		cmocka_unit_test(test_reject_update_fields),
