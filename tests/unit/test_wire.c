@@ -400,6 +400,9 @@ static void test_global_detection_roundtrip(void **state)
 	free(b2);
 	m->scores->count--;
 	/* No rule, no scores: what models from before these fields mean. */
+	Fedvigil__V1__ScoreRule *rule = m->score_rule;
+	Fedvigil__V1__Histogram *scores = m->scores;
+
 	m->score_rule = NULL;
 	m->scores = NULL;
 	repack(m, &b2, &l2);
@@ -412,6 +415,8 @@ static void test_global_detection_roundtrip(void **state)
 	assert_int_equal(d.scores.count, 0);
 	fv_global_clear(&d);
 	free(b2);
+	m->score_rule = rule;
+	m->scores = scores;
 	protobuf_c_message_free_unpacked(&m->base, NULL);
 	free(buf);
 	fv_global_clear(&g);
