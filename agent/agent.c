@@ -51,6 +51,7 @@ struct agent {
 	struct fv_global gm;        /* last accepted global model */
 	bool have_model;
 	struct fv_scorer *sc;       /* scores windows under gm (lib/detect/scorer.c) */
+	struct fv_scorer_opts sopt; /* its options */
 	struct fv_window *win;
 	float *winbuf;              /* (W*C) raw window */
 	int64_t last_start;         /* start of the last scored window */
@@ -1016,6 +1017,7 @@ struct agent *agent_new(const struct agent_config *c)
 	a->sc = fv_scorer_new(&sopt, C);
 	if (!a->sc)
 		goto fail;
+	a->sopt = sopt;
 	a->align = fv_align_new(C, c->period_ms, c->max_age_ms);
 	a->vec = calloc(C, sizeof(float));
 	a->share = calloc(C, sizeof(float));
@@ -1129,7 +1131,8 @@ static void update_status(struct agent *a, int64_t now)
 	else
 		fv_sd_status(&a->sd, now, "round %" PRIu64 ", model v%" PRIu64 ", last score %.4g"
 			     " (threshold %.4g), %" PRIu64 " alerts%s", a->have_ann ? a->ann.h.round : 0,
-			     a->gm.version, (double)a->last_score, (double)a->gm.threshold,
+			     a->gm.version, (double)a->last_score,
+			     (double)(a->have_model ? fv_scorer_threshold(a->sc) : 0.0f),
 			     a->n_alerts, a->det.raised ? ", alert active" : "");
 }
 
@@ -1202,6 +1205,33 @@ int agent_reload(struct agent *a, const struct agent_config *next)
 	 * stays active and clears under the new rules. */
 	if (memcmp(&old, &a->det.o, sizeof(old)) != 0)
 		fv_detect_reset_history(&a->det);
+	/* New threshold options: a new scorer, calibrated again under the
+	 * current model. */
+	struct fv_scorer_opts so = { .mode = (enum fv_thr_mode)a->cfg.thr_mode,
+				     .prior_windows = a->cfg.prior_windows,
+				     .halflife = a->cfg.halflife,
+				     .calib_prior = a->cfg.calib_prior };
+
+	if (so.mode != a->sopt.mode || so.prior_windows != a->sopt.prior_windows ||
+	    so.halflife != a->sopt.halflife || so.calib_prior != a->sopt.calib_prior) {
+		struct fv_scorer *sc = fv_scorer_new(&so, a->cfg.n_channels);
+
+		if (!sc) {
+			fv_log(FV_LOG_ERR, "reload: cannot build the scorer for the new [detect] "
+			       "threshold options; keeping the old ones");
+		} else {
+			fv_scorer_free(a->sc);
+			a->sc = sc;
+			a->sopt = so;
+			if (a->have_model && fv_scorer_set_model(a->sc, &a->gm) == 0)
+				calibrate(a);
+			else if (a->have_model) {
+				drop_model_objects(a);
+				fv_global_clear(&a->gm);
+				a->have_model = false;
+			}
+		}
+	}
 	open_score_log(a);
 	return n;
 }
@@ -1261,7 +1291,7 @@ static void render_prom(struct fv_prom *p, void *userdata)
 		       "Reconstruction error of the last scored window.", (double)a->last_score);
 	fv_prom_metric(p, "fedvigil_agent_threshold", "gauge",
 		       "Alert threshold of the global model (0 = none yet).",
-		       a->have_model ? (double)a->gm.threshold : 0);
+		       a->have_model ? (double)fv_scorer_threshold(a->sc) : 0);
 	fv_prom_metric(p, "fedvigil_agent_model_version", "gauge",
 		       "Version of the global model in use (0 = none yet).",
 		       a->have_model ? (double)a->gm.version : 0);
