@@ -69,6 +69,8 @@ struct agent {
 	uint64_t sent_base;
 	uint8_t *sent_buf;          /* cached encoded update, for re-announces */
 	size_t sent_len;
+	struct fv_ef ef;            /* error feedback: what compression has not
+				     * sent yet (n == 0: none) */
 
 	/* counters */
 	uint64_t n_msgs, n_parse_err, n_unknown_topic, n_vectors, n_incomplete, n_skipped;
@@ -176,14 +178,16 @@ static void publish_metrics(struct agent *a)
 		     ",\"signature_rejected\":%" PRIu64 ",\"rollback_rejected\":%" PRIu64
 		     ",\"clears_ignored\":%" PRIu64 ",\"model_epoch\":%" PRIu64
 		     ",\"mqtt_dropped\":%" PRIu64
-		     ",\"bytes_out\":%" PRIu64 ",\"rss_bytes\":%" PRIu64 ",\"cpu_seconds\":%.3f}",
+		     ",\"bytes_out\":%" PRIu64 ",\"rss_bytes\":%" PRIu64 ",\"cpu_seconds\":%.3f"
+		     ",\"update_bytes\":%zu}",
 		     a->cfg.id, a->cfg.fleet, fv_now_wall_ms(), a->n_msgs, a->n_parse_err,
 		     a->n_unknown_topic, a->n_vectors, a->n_incomplete, a->n_windows, a->n_above,
 		     a->n_alerts, a->n_rounds, a->have_model ? a->gm.version : 0,
 		     (double)a->last_score, a->have_model ? (double)fv_scorer_threshold(a->sc) : 0.0,
 		     a->buf.len, a->n_model_rejected, a->n_ann_rejected, a->n_sig_rejected,
 		     a->n_rollback, a->n_clears_ignored, a->have_model ? a->gm.epoch : 0,
-		     ms.dropped_full + ms.dropped_big, ms.bytes_out, pu.rss_bytes, pu.cpu_seconds);
+		     ms.dropped_full + ms.dropped_big, ms.bytes_out, pu.rss_bytes, pu.cpu_seconds,
+		     a->sent_len);
 	fv_mqtt_publish(a->mq, a->t_metrics, buf, (size_t)n, 0, false);
 }
 
@@ -223,6 +227,9 @@ static void drop_model_objects(struct agent *a)
 	a->win = NULL;
 	a->winbuf = NULL;
 	a->have_last = false;
+	/* The error-feedback residual belongs to this model's shape (and to
+	 * this coordinator's lineage: a cleared model means it started over). */
+	fv_ef_free(&a->ef);
 }
 
 static int adopt_model(struct agent *a, struct fv_global *g)
@@ -500,14 +507,16 @@ static bool selected(const struct agent *a, const struct fv_announce *ann)
 	return false;
 }
 
-static int send_update(struct agent *a, struct fv_update *u)
+/* Encode (ret_sent, when not NULL, gets the delta as the coordinator will
+ * decode it), publish, and cache the bytes for re-announcements. */
+static int send_update(struct agent *a, struct fv_update *u, float *ret_sent)
 {
 	char topic[FV_TOPIC_MAX];
 	uint8_t *buf;
 	size_t len;
 	int r;
 
-	r = fv_update_encode(u, &buf, &len);
+	r = fv_update_encode_sent(u, ret_sent, &buf, &len);
 	if (r == 0 && a->sign_updates && (r = fv_msg_sign(FV_MSG_UPDATE, &buf, &len, &a->key)) < 0)
 		free(buf);
 	if (r < 0) {
@@ -555,7 +564,7 @@ static void do_stats_round(struct agent *a)
 	u.n_channels = a->cfg.n_channels;
 	u.stats = a->stats; /* borrowed */
 	fv_hist_init(&u.hist);
-	if (send_update(a, &u) == 0)
+	if (send_update(a, &u, NULL) == 0)
 		fv_log(FV_LOG_INFO, "round %" PRIu64 ": sent statistics of %" PRIu64 " vectors",
 		       u.h.round, u.n_samples);
 }
@@ -635,6 +644,52 @@ static void calibrate(struct agent *a)
 	free(cont);
 }
 
+/* Send a training update compressed as the announcement asks. With error
+ * feedback, what compression dropped from earlier updates is added to this
+ * delta first, and what it drops now is kept for the next one. u->delta is
+ * the true delta (borrowed); 0 or -errno (logged). */
+static int compress_and_send(struct agent *a, struct fv_update *u)
+{
+	const struct fv_compress *c = &a->ann.comp;
+	size_t P = u->n_params;
+	float *v = NULL, *sent = NULL, *delta = u->delta;
+	int r;
+
+	u->enc = c->enc;
+	u->topk = c->topk;
+	u->n_seg = 0;
+	if (c->enc == FV_ENC_INT8 || c->enc == FV_ENC_TOPK_INT8)
+		u->n_seg = fv_compress_segments(&a->gm.spec, u->seg, FV_WIRE_MAX_SEG);
+	if (!c->error_feedback) {
+		/* A residual from earlier rounds is meaningless without it. */
+		fv_ef_free(&a->ef);
+		return send_update(a, u, NULL);
+	}
+	if (a->ef.n != P) {
+		fv_ef_free(&a->ef);
+		if (fv_ef_init(&a->ef, P) < 0)
+			goto oom;
+	}
+	v = malloc(P * sizeof(float));
+	sent = malloc(P * sizeof(float));
+	if (!v || !sent)
+		goto oom;
+	fv_ef_add(&a->ef, delta, v);
+	u->delta = v;
+	r = send_update(a, u, sent);
+	u->delta = delta;
+	if (r == 0)
+		fv_ef_commit(&a->ef, v, sent);
+	free(v);
+	free(sent);
+	return r;
+oom:
+	free(v);
+	free(sent);
+	fv_log(FV_LOG_ERR, "round %" PRIu64 ": out of memory for error feedback", u->h.round);
+	return -ENOMEM;
+}
+
 static void do_train_round(struct agent *a)
 {
 	const struct fv_hparams *hp = &a->ann.hp;
@@ -707,11 +762,13 @@ static void do_train_round(struct agent *a)
 	u.loss = loss;
 	u.n_params = P;
 	u.delta = delta; /* borrowed */
-	if (send_update(a, &u) == 0)
+	r = compress_and_send(a, &u);
+	if (r == 0)
 		fv_log(FV_LOG_INFO,
-		       "round %" PRIu64 ": trained on %zu windows, %u epochs, loss %.5f (%" PRId64
-		       " ms)",
-		       u.h.round, N, hp->epochs, (double)loss, fv_now_mono_ms() - t0);
+		       "round %" PRIu64 ": trained on %zu windows, %u epochs, loss %.5f, update "
+		       "%zu bytes (%s) (%" PRId64 " ms)",
+		       u.h.round, N, hp->epochs, (double)loss, a->sent_len, fv_enc_name(u.enc),
+		       fv_now_mono_ms() - t0);
 out:
 	fv_model_free(tm);
 	free(delta);
@@ -1087,6 +1144,7 @@ void agent_free(struct agent *a)
 	free(a->alert_share);
 	free(a->stats);
 	free(a->sent_buf);
+	fv_ef_free(&a->ef);
 	if (a->score_log)
 		fclose(a->score_log);
 	fv_sign_key_wipe(&a->key);

@@ -16,6 +16,10 @@ static const char *const act_names[] = { "linear", "relu", "tanh", "sigmoid", NU
 /* Order matches enum fv_preset and enum fv_optim. */
 static const char *const preset_names[] = { "custom", "ae8", "ae20", "dae128", "sae", NULL };
 static const char *const optim_names[] = { "adam", "sgd", "momentum", NULL };
+/* Value encodings of [compression] (FV_ENC_FP32/FP16/INT8 and, with topk,
+ * their TOPK_* forms) and of the model's parameters. */
+static const char *const enc_names[] = { "fp32", "fp16", "int8", NULL };
+static const char *const model_enc_names[] = { "fp32", "fp16", NULL };
 /* Order matches enum fv_thr_method. */
 static const char *const thr_names[] = { "percentile", "meanstd", "pot", NULL };
 /* Order matches enum fv_feat. */
@@ -122,6 +126,18 @@ const struct fv_cfg_key coord_cfg_keys[] = {
 	K_DBL("threshold", "smooth", smooth, "1.0", 0.01, 1.0,
 	      "EWMA weight of the newest window's score (causal smoothing); 1 = none"),
 
+	K_ENUM("compression", "encoding", comp_encoding, "fp32", enc_names,
+	       "fp32|fp16|int8: how agents encode their update values (int8: one "
+	       "scale per layer's weights and biases)"),
+	K_DBL("compression", "topk", comp_topk, "0", 0.0, 1.0,
+	      "share of the parameters an update sends (largest magnitudes, with "
+	      "their indices); 0 = all of them"),
+	K_BOOL("compression", "error_feedback", comp_error_feedback, "true",
+	       "agents keep what compression dropped and add it to their next update"),
+	K_ENUM("compression", "model", comp_model, "fp32", model_enc_names,
+	       "fp32|fp16: encoding of the global model's parameters (fp16: rounded "
+	       "on the coordinator too, so everyone holds the same values)"),
+
 	FV_MQTT_TLS_KEYS(struct coord_config, tls),
 	K_ENUM("aggregation", "algorithm", algorithm, "fedavg", fv_agg_algo_names,
 	       "how updates become the next model (docs/federation.md)"),
@@ -177,6 +193,19 @@ int coord_config_defaults(struct coord_config *c, char *err, size_t errlen)
 {
 	memset(c, 0, sizeof(*c));
 	return fv_cfg_defaults(coord_cfg_keys, coord_cfg_nkeys, c, err, errlen);
+}
+
+/* [compression] -> the announced struct fv_compress. */
+static void compression_finish(struct coord_config *c)
+{
+	static const enum fv_enc dense[] = { FV_ENC_FP32, FV_ENC_FP16, FV_ENC_INT8 };
+	static const enum fv_enc sparse[] = { FV_ENC_TOPK_FP32, FV_ENC_TOPK_FP16,
+					      FV_ENC_TOPK_INT8 };
+	int e = c->comp_encoding >= 0 && c->comp_encoding < 3 ? c->comp_encoding : 0;
+
+	c->comp.enc = c->comp_topk > 0.0 ? sparse[e] : dense[e];
+	c->comp.topk = c->comp_topk > 0.0 ? (float)c->comp_topk : 0.0f;
+	c->comp.error_feedback = c->comp_error_feedback;
 }
 
 int coord_config_finish(struct coord_config *c, char *err, size_t errlen)
@@ -322,6 +351,7 @@ int coord_config_finish(struct coord_config *c, char *err, size_t errlen)
 		}
 	}
 	c->level = (enum fv_log_level)(FV_LOG_ERR + c->log_level);
+	compression_finish(c);
 	c->rule = (struct fv_thr_rule){ .method = (enum fv_thr_method)c->method,
 					.q = c->percentile / 100.0,
 					.k = c->k,

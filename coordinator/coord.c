@@ -90,6 +90,8 @@ struct coord {
 	/* Since start, for the Prometheus page (coord_info). */
 	uint64_t rounds_closed, accepted_total, update_bytes_total;
 	uint64_t rejected_total[FV_REJ__MAX];
+	uint64_t bytes_in;              /* accepted update payload bytes, this round */
+	size_t model_bytes;             /* size of the last published GlobalModel */
 };
 
 /* ---- publishing ---- */
@@ -181,6 +183,7 @@ static void publish_model(struct coord *co)
 		return;
 	}
 	publish(co, co->t_model, buf, len, 1, true);
+	co->model_bytes = len;
 	free(buf);
 }
 
@@ -208,6 +211,7 @@ static void publish_announce(struct coord *co)
 	a.epoch = co->epoch;
 	a.n_selected = co->n_sel;
 	a.selected = co->sel; /* borrowed: not cleared below */
+	a.comp = co->cfg->comp;
 	r = fv_announce_encode(&a, &buf, &len);
 	if (r == 0 && co->signing && (r = fv_msg_sign(FV_MSG_ANNOUNCE, &buf, &len, &co->key)) < 0)
 		free(buf);
@@ -609,6 +613,7 @@ static void start_round(struct coord *co, int64_t now)
 		return;
 	}
 	clear_updates(co);
+	co->bytes_in = 0;
 	co->n_sel = 0;
 	co->extensions = 0;
 	co->sample_rate = 0.0;
@@ -900,6 +905,12 @@ static void publish_metrics(struct coord *co, uint64_t round, enum fv_round_kind
 	fv_proc_usage(&pu);
 	cJSON_AddNumberToObject(o, "rss_bytes", (double)pu.rss_bytes);
 	cJSON_AddNumberToObject(o, "cpu_seconds", (double)(int64_t)(pu.cpu_seconds * 1000) / 1000);
+	/* Bandwidth: accepted update payloads of the round, and the model
+	 * published after it. */
+	cJSON_AddStringToObject(o, "encoding",
+				kind == FV_ROUND_STATS ? "none" : fv_enc_name(co->cfg->comp.enc));
+	cJSON_AddNumberToObject(o, "update_bytes", (double)co->bytes_in);
+	cJSON_AddNumberToObject(o, "model_bytes", (double)co->model_bytes);
 	publish_json(co, co->t_metrics, o, 0, false);
 	cJSON_Delete(o);
 }
@@ -921,6 +932,14 @@ static void close_round(struct coord *co, int64_t now)
 	co->round = closed + 1;
 	co->kind = FV_ROUND_TRAIN;
 	co->rounds_closed++;
+	/* An fp16 model is rounded here, so that the coordinator aggregates on
+	 * exactly the values the agents receive. */
+	if (co->cfg->comp_model == 1) {
+		fv_fp16_round(co->model.params, co->model.n_params);
+		co->model.params_enc = FV_ENC_FP16;
+	} else {
+		co->model.params_enc = FV_ENC_FP32;
+	}
 	/* Persist first: once agents see version V, a restart must not go
 	 * back to V-1. A failed write is logged and the fleet keeps going. */
 	persist(co);
@@ -934,6 +953,7 @@ static void close_round(struct coord *co, int64_t now)
 	       closed, co->n_upd, co->n_sel, (double)co->model.loss, (double)co->model.threshold,
 	       co->model.version);
 	clear_updates(co);
+	co->bytes_in = 0;
 	if (co->cfg->rounds > 0 && co->round > (uint64_t)co->cfg->rounds) {
 		finish(co);
 		return;
@@ -1080,6 +1100,7 @@ static void handle_update(struct coord *co, uint64_t round, const char *agent,
 	}
 	co->upd[co->n_upd++] = u;
 	co->accepted_total++;
+	co->bytes_in += len;
 	fv_log(FV_LOG_INFO,
 	       "update from %s for round %" PRIu64 " accepted: %" PRIu64 " samples, loss %.4g "
 	       "(%u/%u)",

@@ -68,6 +68,11 @@ struct coord_config {
 	double margin;               /* threshold = method's value * margin */
 	bool calibrate;              /* agents calibrate per-column errors */
 	double smooth;               /* EWMA weight of the newest score */
+	/* [compression] */
+	int comp_encoding;           /* 0 fp32, 1 fp16, 2 int8 */
+	double comp_topk;            /* share top-k sends, 0 = dense */
+	bool comp_error_feedback;    /* agents keep the residual */
+	int comp_model;              /* GlobalModel params: 0 fp32, 1 fp16 */
 	/* [tls] */
 	struct fv_mqtt_tls tls;      /* CA, client certificate, verification */
 	/* [aggregation] (fl.h struct fv_agg_config) */
@@ -95,6 +100,7 @@ struct coord_config {
 	uint32_t preset_nominal;     /* the preset's published input width (0: custom) */
 	enum fv_log_level level;     /* log_level as enum fv_log_level */
 	struct fv_thr_rule rule;     /* [threshold] as a rule */
+	struct fv_compress comp;     /* [compression] as announced */
 };
 
 /* The key table (config.c) and its length. */
