@@ -21,6 +21,8 @@
 /* The first calibration from the agent's own data waits for this many
  * buffered vectors; later ones whenever the buffer has doubled. */
 #define CALIB_MIN_VECTORS 64
+#define RESYNC_AFTER_MS 2000
+#define RESYNC_EVERY_MS 5000
 
 /* Recent complete vectors (the local training set). A vector is "bad" when
  * it belonged to a window that scored above the threshold or fell inside an
@@ -71,6 +73,9 @@ struct agent {
 	size_t sent_len;
 	struct fv_ef ef;            /* error feedback: what compression has not
 				     * sent yet (n == 0: none) */
+	int64_t ann_mono;           /* when the pending announcement arrived */
+	int64_t next_resync;        /* no model re-fetch before (monotonic) */
+	uint64_t n_resync;          /* model re-fetches asked for */
 
 	/* counters */
 	uint64_t n_msgs, n_parse_err, n_unknown_topic, n_vectors, n_incomplete, n_skipped;
@@ -179,7 +184,7 @@ static void publish_metrics(struct agent *a)
 		     ",\"clears_ignored\":%" PRIu64 ",\"model_epoch\":%" PRIu64
 		     ",\"mqtt_dropped\":%" PRIu64
 		     ",\"bytes_out\":%" PRIu64 ",\"rss_bytes\":%" PRIu64 ",\"cpu_seconds\":%.3f"
-		     ",\"update_bytes\":%zu}",
+		     ",\"update_bytes\":%zu,\"model_resyncs\":%" PRIu64 "}",
 		     a->cfg.id, a->cfg.fleet, fv_now_wall_ms(), a->n_msgs, a->n_parse_err,
 		     a->n_unknown_topic, a->n_vectors, a->n_incomplete, a->n_windows, a->n_above,
 		     a->n_alerts, a->n_rounds, a->have_model ? a->gm.version : 0,
@@ -187,7 +192,7 @@ static void publish_metrics(struct agent *a)
 		     a->buf.len, a->n_model_rejected, a->n_ann_rejected, a->n_sig_rejected,
 		     a->n_rollback, a->n_clears_ignored, a->have_model ? a->gm.epoch : 0,
 		     ms.dropped_full + ms.dropped_big, ms.bytes_out, pu.rss_bytes, pu.cpu_seconds,
-		     a->sent_len);
+		     a->sent_len, a->n_resync);
 	fv_mqtt_publish(a->mq, a->t_metrics, buf, (size_t)n, 0, false);
 }
 
@@ -690,6 +695,29 @@ oom:
 	return -ENOMEM;
 }
 
+/* The round needs a model version we do not hold. It normally arrives
+ * (retained) right after the announcement; if it does not come within
+ * RESYNC_AFTER_MS (a broker that dropped it from a full queue, a model we
+ * refused earlier), subscribing again makes the broker send the retained
+ * copy. At most every RESYNC_EVERY_MS. */
+static void resync_model(struct agent *a)
+{
+	int64_t now = fv_now_mono_ms();
+
+	if ((a->have_model && a->gm.version >= a->ann.h.base_version) ||
+	    now - a->ann_mono < RESYNC_AFTER_MS || now < a->next_resync)
+		return;
+	a->next_resync = now + RESYNC_EVERY_MS;
+	a->n_resync++;
+	fv_log(FV_LOG_NOTICE,
+	       "round %" PRIu64 " needs model v%" PRIu64 ", holding %s%" PRIu64
+	       ": fetching the retained model again",
+	       a->ann.h.round, a->ann.h.base_version, a->have_model ? "v" : "none, ",
+	       a->have_model ? a->gm.version : 0);
+	if (fv_mqtt_subscribe(a->mq, a->t_model, 1) < 0)
+		fv_log(FV_LOG_WARNING, "cannot subscribe to %s again", a->t_model);
+}
+
 static void do_train_round(struct agent *a)
 {
 	const struct fv_hparams *hp = &a->ann.hp;
@@ -703,8 +731,10 @@ static void do_train_round(struct agent *a)
 	int64_t t0 = fv_now_mono_ms();
 	int r;
 
-	if (!a->have_model || a->gm.version != a->ann.h.base_version || a->gm.epoch != a->ann.epoch)
-		return; /* wait for the base model */
+	if (!a->have_model || a->gm.version != a->ann.h.base_version || a->gm.epoch != a->ann.epoch) {
+		resync_model(a); /* wait for the base model */
+		return;
+	}
 	x = collect_windows(a, &N, &cont);
 	if (!x) {
 		fv_log(FV_LOG_ERR, "round %" PRIu64 ": out of memory collecting windows", a->ann.h.round);
@@ -857,6 +887,7 @@ static void on_round(struct agent *a, const struct fv_mqtt_msg *m)
 	a->ann = ann;
 	a->have_ann = true;
 	a->pending = true;
+	a->ann_mono = fv_now_mono_ms();
 	fv_log(FV_LOG_INFO, "round %" PRIu64 " (%s) announced, base model v%" PRIu64,
 	       ann.h.round, ann.kind == FV_ROUND_STATS ? "statistics" : "training",
 	       ann.h.base_version);

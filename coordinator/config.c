@@ -20,6 +20,8 @@ static const char *const optim_names[] = { "adam", "sgd", "momentum", NULL };
  * their TOPK_* forms) and of the model's parameters. */
 static const char *const enc_names[] = { "fp32", "fp16", "int8", NULL };
 static const char *const model_enc_names[] = { "fp32", "fp16", NULL };
+static const char *const noq_names[] = { "close", "abandon", NULL };
+static const char *const late_names[] = { "drop", "stale", NULL };
 /* Order matches enum fv_thr_method. */
 static const char *const thr_names[] = { "percentile", "meanstd", "pot", NULL };
 /* Order matches enum fv_feat. */
@@ -110,6 +112,26 @@ const struct fv_cfg_key coord_cfg_keys[] = {
 	      "windows an agent needs before it answers a round"),
 	K_INT("round", "max_extensions", max_extensions, "3", 0, 1000,
 	      "deadline extensions when the quorum is not reached"),
+	K_ENUM("round", "no_quorum", no_quorum, "close", noq_names,
+	       "close|abandon: a round still short of its quorum after max_extensions closes "
+	       "with the updates it has (at least one), or is abandoned (a training round "
+	       "moves on to the next round number on the same model)"),
+	K_DBL("round", "deadline_k", deadline_k, "0", 0.0, 100.0,
+	      "adaptive deadline: k * the 90th percentile of recent response times, within "
+	      "deadline_min_ms..deadline_ms; 0 = always deadline_ms"),
+	K_INT("round", "deadline_min_ms", deadline_min_ms, "1000", 100, 86400000,
+	      "lower bound of the adaptive deadline"),
+	K_INT("round", "exclude_missed", exclude_missed, "0", 0, 1000,
+	      "rounds an agent that missed a deadline is left out of the selection (unless "
+	      "needed for min_agents); 0 = never"),
+	K_ENUM("round", "late", late, "drop", late_names,
+	       "drop|stale: an update arriving after its round closed is dropped, or "
+	       "aggregated in the next close with weight n_samples * (1 + tau)^-a, tau = "
+	       "model versions behind"),
+	K_INT("round", "staleness_max", staleness_max, "2", 1, 8,
+	      "stale: late updates more versions behind than this are dropped"),
+	K_DBL("round", "staleness_exponent", staleness_exponent, "0.5", 0.0, 10.0,
+	      "stale: the exponent a of the weight (1 + tau)^-a"),
 
 	K_ENUM("threshold", "method", method, "percentile", thr_names,
 	       "percentile|meanstd|pot: how the threshold is read from the fleet's merged "
@@ -352,6 +374,13 @@ int coord_config_finish(struct coord_config *c, char *err, size_t errlen)
 	}
 	c->level = (enum fv_log_level)(FV_LOG_ERR + c->log_level);
 	compression_finish(c);
+	if (c->deadline_k > 0.0 && c->deadline_min_ms > c->deadline_ms) {
+		snprintf(err, errlen,
+			 "round.deadline_min_ms = %lld is above round.deadline_ms = %lld (the "
+			 "adaptive deadline's upper bound)",
+			 c->deadline_min_ms, c->deadline_ms);
+		return -EINVAL;
+	}
 	c->rule = (struct fv_thr_rule){ .method = (enum fv_thr_method)c->method,
 					.q = c->percentile / 100.0,
 					.k = c->k,

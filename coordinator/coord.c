@@ -32,6 +32,7 @@
 #include "fedvigil/sign.h"
 #include "fedvigil/svc.h"
 #include "fedvigil/version.h"
+#include "part.h"
 #include "round.h"
 
 #define STATE_FILE "coordinator.state"
@@ -92,6 +93,16 @@ struct coord {
 	uint64_t rejected_total[FV_REJ__MAX];
 	uint64_t bytes_in;              /* accepted update payload bytes, this round */
 	size_t model_bytes;             /* size of the last published GlobalModel */
+
+	/* participation (part.h) */
+	struct part part;               /* records, response times, late updates */
+	uint8_t *prio;                  /* enum round_prio per live agent (scratch) */
+	int64_t deadline_len;           /* this round's deadline (and extension) */
+	uint32_t excluded;              /* live agents not selected by priority */
+	uint64_t late_dropped;          /* late updates dropped since the last close */
+	uint32_t missed;                /* selected without update at the last close */
+	uint32_t late_applied;          /* late updates in the last aggregation */
+	uint64_t abandoned;             /* rounds abandoned since start */
 };
 
 /* ---- publishing ---- */
@@ -454,7 +465,7 @@ fail:
 
 /* ---- live agents ---- */
 
-static void agent_set(struct coord *co, const char *name, bool online)
+static void agent_set(struct coord *co, const char *name, bool online, int64_t now)
 {
 	uint32_t lo = 0, hi = co->n_live;
 
@@ -493,7 +504,14 @@ static void agent_set(struct coord *co, const char *name, bool online)
 	memmove(co->live[lo + 1], co->live[lo], (size_t)(co->n_live - lo) * FV_NAME_MAX);
 	fv_strlcpy(co->live[lo], name, FV_NAME_MAX);
 	co->n_live++;
-	fv_log(FV_LOG_INFO, "agent %s online (%u live)", name, co->n_live);
+	/* After a (re)connect the broker replays every retained birth: those
+	 * agents were there before, not newcomers to an open round. */
+	part_online(&co->part, name, now < co->settle_until ? INT64_MIN : now);
+	if (co->phase == COORD_COLLECT)
+		fv_log(FV_LOG_INFO, "agent %s online (%u live); selectable from round %" PRIu64,
+		       name, co->n_live, co->round + 1);
+	else
+		fv_log(FV_LOG_INFO, "agent %s online (%u live)", name, co->n_live);
 }
 
 /* Retained JSON birth {"state":"online",...}; the LWT or a clean exit says
@@ -546,7 +564,13 @@ static int select_and_announce(struct coord *co, int64_t now)
 		for (uint32_t i = 0; i < co->n_upd; i++)
 			memcpy(keep[i], co->upd[i].h.sender, FV_NAME_MAX);
 	}
-	n = round_select((const char (*)[FV_NAME_MAX])co->live, co->n_live,
+	/* Stragglers of recent rounds are demoted; an extension does not add
+	 * agents that came online after the round was first announced (they
+	 * are selected from the next round on). */
+	co->excluded = part_prio(&co->part, (const char (*)[FV_NAME_MAX])co->live, co->n_live,
+				 co->round, (uint32_t)co->cfg->exclude_missed, co->extensions > 0,
+				 co->start_mono, co->prio);
+	n = round_select((const char (*)[FV_NAME_MAX])co->live, co->n_live, co->prio,
 			 (const char (*)[FV_NAME_MAX])keep, co->n_upd,
 			 (uint32_t)co->cfg->min_agents, co->cfg->fraction,
 			 (uint64_t)co->cfg->seed, co->round, co->sel);
@@ -570,8 +594,13 @@ static int select_and_announce(struct coord *co, int64_t now)
 		co->cap_upd = co->n_sel;
 	}
 	co->quorum_n = round_quorum(co->n_sel, co->cfg->quorum);
-	co->deadline_mono = now + co->cfg->deadline_ms;
-	co->deadline_wall = fv_now_wall_ms() + co->cfg->deadline_ms;
+	/* The deadline is set at the first announcement and reused for each
+	 * extension. */
+	if (co->extensions == 0)
+		co->deadline_len = part_deadline(&co->part, co->cfg->deadline_k,
+						 co->cfg->deadline_min_ms, co->cfg->deadline_ms);
+	co->deadline_mono = now + co->deadline_len;
+	co->deadline_wall = fv_now_wall_ms() + co->deadline_len;
 	co->phase = COORD_COLLECT;
 	publish_announce(co);
 
@@ -588,10 +617,21 @@ static int select_and_announce(struct coord *co, int64_t now)
 	}
 	fv_log(FV_LOG_INFO,
 	       "round %" PRIu64 " (%s, base version %" PRIu64 ") announced: %u of %u live "
-	       "agents selected [%s], quorum %u, deadline in %lld ms",
+	       "agents selected [%s], %u left out, quorum %u, deadline in %" PRId64 " ms",
 	       co->round, kind_name(co->kind), base_version(co), co->n_sel, co->n_live, list,
-	       co->quorum_n, co->cfg->deadline_ms);
+	       co->excluded, co->quorum_n, co->deadline_len);
 	return 0;
+}
+
+/* Training rounds done (round.rounds) counts rounds that produced a model,
+ * not round numbers: an abandoned round uses a number but trains nothing.
+ * Version 1 comes from the statistics round; each training close adds 1. */
+static bool rounds_done(const struct coord *co)
+{
+	uint64_t trained = co->have_model && co->model.version > 0 ? co->model.version - 1 : 0;
+
+	return co->kind == FV_ROUND_TRAIN && co->cfg->rounds > 0 &&
+	       trained >= (uint64_t)co->cfg->rounds;
 }
 
 static void finish(struct coord *co)
@@ -607,8 +647,7 @@ static void start_round(struct coord *co, int64_t now)
 	uint32_t need;
 	int r;
 
-	if (co->kind == FV_ROUND_TRAIN && co->cfg->rounds > 0 &&
-	    co->round > (uint64_t)co->cfg->rounds) {
+	if (rounds_done(co)) {
 		finish(co);
 		return;
 	}
@@ -647,11 +686,16 @@ static void start_round(struct coord *co, int64_t now)
 	}
 }
 
+/* Agent name, then round: a late update and an on-time one of the same
+ * agent keep one order whatever their arrival. */
 static int cmp_update(const void *a, const void *b)
 {
 	const struct fv_update *x = a, *y = b;
+	int c = strcmp(x->h.sender, y->h.sender);
 
-	return strcmp(x->h.sender, y->h.sender);
+	if (c)
+		return c;
+	return x->h.round < y->h.round ? -1 : x->h.round > y->h.round;
 }
 
 /* Statistics round: merged per-channel stats -> normalisation, plus the
@@ -852,7 +896,7 @@ static double json_float(float x)
 }
 
 static void publish_metrics(struct coord *co, uint64_t round, enum fv_round_kind kind,
-			    int64_t duration)
+			    int64_t duration, const char *result)
 {
 	cJSON *o = cJSON_CreateObject(), *rej;
 	struct fv_proc_usage pu;
@@ -911,8 +955,65 @@ static void publish_metrics(struct coord *co, uint64_t round, enum fv_round_kind
 				kind == FV_ROUND_STATS ? "none" : fv_enc_name(co->cfg->comp.enc));
 	cJSON_AddNumberToObject(o, "update_bytes", (double)co->bytes_in);
 	cJSON_AddNumberToObject(o, "model_bytes", (double)co->model_bytes);
+	/* Participation: the round's outcome, deadline and quorum, who did not
+	 * answer in time, late updates aggregated now or dropped since the
+	 * last close, and messages our own MQTT queue had to drop. */
+	cJSON_AddStringToObject(o, "result", result);
+	cJSON_AddNumberToObject(o, "deadline_ms", (double)co->deadline_len);
+	cJSON_AddNumberToObject(o, "quorum", co->quorum_n);
+	cJSON_AddNumberToObject(o, "left_out", co->excluded);
+	cJSON_AddNumberToObject(o, "missed", co->missed);
+	cJSON_AddNumberToObject(o, "late_applied", co->late_applied);
+	cJSON_AddNumberToObject(o, "late_dropped", (double)co->late_dropped);
+	if (co->mqtt) {
+		struct fv_mqtt_stats ms;
+
+		fv_mqtt_get_stats(co->mqtt, &ms);
+		cJSON_AddNumberToObject(o, "mqtt_dropped", (double)(ms.dropped_full + ms.dropped_big));
+	}
 	publish_json(co, co->t_metrics, o, 0, false);
 	cJSON_Delete(o);
+}
+
+/* The selected agents that did not answer round `r` by now: remembered
+ * (exclusion, late updates), counted in co->missed and logged. Call before
+ * the close changes the model version. */
+static void note_missing(struct coord *co, uint64_t r, enum fv_round_kind kind)
+{
+	char list[256];
+	size_t off = 0;
+	int n;
+
+	n = part_missed(&co->part, r, base_version(co), kind, co->start_mono,
+			(const char (*)[FV_NAME_MAX])co->sel, co->n_sel, co->upd, co->n_upd);
+	if (n < 0) {
+		fv_log(FV_LOG_ERR, "round %" PRIu64 ": out of memory noting missing agents", r);
+		n = 0;
+	}
+	co->missed = (uint32_t)n;
+	if (n == 0)
+		return;
+	list[0] = '\0';
+	for (uint32_t i = 0; i < co->n_sel && off < sizeof(list) - 8; i++) {
+		bool got = false;
+		int w;
+
+		for (uint32_t j = 0; j < co->n_upd && !got; j++)
+			got = strcmp(co->upd[j].h.sender, co->sel[i]) == 0;
+		if (got)
+			continue;
+		w = snprintf(list + off, sizeof(list) - off, "%s%s", off ? "," : "", co->sel[i]);
+		if (w < 0 || (size_t)w >= sizeof(list) - off) {
+			snprintf(list + sizeof(list) - 4, 4, "...");
+			break;
+		}
+		off += (size_t)w;
+	}
+	fv_log(FV_LOG_NOTICE,
+	       "round %" PRIu64 ": no update from %d of %u selected agents in time [%s]%s", r, n,
+	       co->n_sel, list,
+	       co->cfg->exclude_missed ? "; they sit out the next rounds (round.exclude_missed)"
+				       : "");
 }
 
 static void close_round(struct coord *co, int64_t now)
@@ -921,6 +1022,19 @@ static void close_round(struct coord *co, int64_t now)
 	enum fv_round_kind kind = co->kind;
 	int r;
 
+	note_missing(co, closed, kind);
+	co->late_applied = 0;
+	if (kind == FV_ROUND_TRAIN && co->part.n_late) {
+		uint32_t applied = 0, dropped = 0;
+
+		if (part_release(&co->part, co->model.version, (uint32_t)co->cfg->staleness_max,
+				 co->cfg->staleness_exponent, &co->upd, &co->n_upd, &co->cap_upd,
+				 &applied, &dropped) < 0)
+			fv_log(FV_LOG_ERR, "round %" PRIu64 ": out of memory for late updates; "
+			       "they wait for the next close", closed);
+		co->late_applied = applied;
+		co->late_dropped += dropped;
+	}
 	qsort(co->upd, co->n_upd, sizeof(*co->upd), cmp_update);
 	r = kind == FV_ROUND_STATS ? close_stats(co) : close_train(co);
 	if (r < 0) {
@@ -944,19 +1058,51 @@ static void close_round(struct coord *co, int64_t now)
 	 * back to V-1. A failed write is logged and the fleet keeps going. */
 	persist(co);
 	publish_model(co);
-	publish_metrics(co, closed, kind, now - co->start_mono);
+	publish_metrics(co, closed, kind, now - co->start_mono, "closed");
 	/* Late updates for this round arriving from now on count for the next
 	 * one's metrics. */
 	memset(co->rejected, 0, sizeof(co->rejected));
+	co->late_dropped = 0;
 	fv_log(FV_LOG_NOTICE,
-	       "round %" PRIu64 " closed: agents=%u/%u loss=%.4f threshold=%.4g version=%" PRIu64,
-	       closed, co->n_upd, co->n_sel, (double)co->model.loss, (double)co->model.threshold,
-	       co->model.version);
+	       "round %" PRIu64 " closed: agents=%u/%u%s loss=%.4f threshold=%.4g version=%" PRIu64,
+	       closed, co->n_upd, co->n_sel, co->late_applied ? " (with late updates)" : "",
+	       (double)co->model.loss, (double)co->model.threshold, co->model.version);
 	clear_updates(co);
 	co->bytes_in = 0;
-	if (co->cfg->rounds > 0 && co->round > (uint64_t)co->cfg->rounds) {
+	if (rounds_done(co)) {
 		finish(co);
 		return;
+	}
+	co->phase = COORD_PAUSE;
+	co->pause_until = now + co->cfg->interval_ms;
+}
+
+/* No quorum after every extension (round.no_quorum = abandon), or no
+ * update at all: give the round up. Its updates are discarded; a training
+ * round's number is used up (the next one runs on the same model), the
+ * statistics round starts again. Never waits forever. */
+static void abandon_round(struct coord *co, int64_t now)
+{
+	uint64_t r = co->round;
+	enum fv_round_kind kind = co->kind;
+
+	note_missing(co, r, kind);
+	co->abandoned++;
+	co->late_applied = 0;
+	fv_log(FV_LOG_WARNING,
+	       "round %" PRIu64 " abandoned: %u of %u selected agents answered (quorum %u) after "
+	       "%u extensions; %s",
+	       r, co->n_upd, co->n_sel, co->quorum_n, co->extensions,
+	       kind == FV_ROUND_STATS ? "the statistics round starts again"
+				      : "the next round runs on the same model");
+	publish_metrics(co, r, kind, now - co->start_mono, "abandoned");
+	memset(co->rejected, 0, sizeof(co->rejected));
+	co->late_dropped = 0;
+	clear_updates(co);
+	co->bytes_in = 0;
+	if (kind == FV_ROUND_TRAIN) {
+		co->round = r + 1;
+		persist(co);
 	}
 	co->phase = COORD_PAUSE;
 	co->pause_until = now + co->cfg->interval_ms;
@@ -1022,6 +1168,85 @@ static bool update_signed(struct coord *co, uint64_t round, const char *agent,
 	return r == 0;
 }
 
+/* An update for a round that is no longer open. Only a selected agent that
+ * had not answered that round (one of the last PART_HIST closed rounds)
+ * sends a late update; anything else is stale and not even decoded. Late
+ * updates are validated like on-time ones, then dropped or held for the
+ * next aggregation (round.late), and counted either way. */
+static void handle_late(struct coord *co, uint64_t round, const char *agent,
+			const void *payload, size_t len, int64_t now)
+{
+	struct part_hist *h = part_owed(&co->part, round, agent);
+	size_t n_params = co->have_model ? co->model.n_params : 0;
+	const char *why = NULL;
+	struct fv_update u;
+	uint64_t tau;
+	int r;
+
+	if (!h) {
+		reject(co, FV_REJ_STALE, agent, round, "stale (current round %" PRIu64 "%s)",
+		       co->round, co->phase == COORD_COLLECT ? "" : ", not collecting");
+		return;
+	}
+	if (co->cfg->sign_agent_keys[0] && !update_signed(co, round, agent, payload, len))
+		return;
+	memset(&u, 0, sizeof(u));
+	r = fv_update_decode(payload, len, co->cfg->fleet, &u);
+	if (r < 0) {
+		reject(co, fv_reject_from_errno(r), agent, round, "late, %s (%zu bytes)",
+		       fv_strerror(r), len);
+		return;
+	}
+	if (strcmp(u.h.sender, agent) != 0) {
+		reject(co, FV_REJ_OTHER, agent, round, "sender '%s' does not match the topic",
+		       u.h.sender);
+		goto drop;
+	}
+	r = fv_update_check(&u, h->kind, h->round, h->base, n_params,
+			    (uint32_t)co->cfg->channels);
+	if (r == 0 && h->kind == FV_ROUND_TRAIN && u.n_samples == 0)
+		r = -EINVAL;
+	if (r < 0) {
+		reject(co, r == -EINVAL ? FV_REJ_OTHER : fv_reject_from_errno(r), agent, round,
+		       "late and %s", r == -EINVAL ? "trained on 0 samples" : fv_strerror(r));
+		goto drop;
+	}
+	part_paid(h, agent);
+	part_response(&co->part, now - h->start_mono);
+	tau = co->have_model && co->model.version > u.h.base_version
+		      ? co->model.version - u.h.base_version
+		      : 0;
+	if (co->cfg->late == 0)
+		why = "round.late = drop";
+	else if (h->kind == FV_ROUND_STATS)
+		why = "a statistics update";
+	else if (co->cfg->agg.dp)
+		/* Its agent was not sampled for the aggregate it would join:
+		 * the privacy accounting would not hold. */
+		why = "differential privacy is on";
+	else if (co->phase == COORD_FINISHED)
+		why = "training finished";
+	else if (tau > (uint64_t)co->cfg->staleness_max)
+		why = "more than round.staleness_max versions behind";
+	else if (part_hold(&co->part, &u) < 0)
+		why = "too many held";
+	if (why) {
+		co->late_dropped++;
+		fv_log(FV_LOG_INFO,
+		       "late update from %s for round %" PRIu64 " (%" PRIu64 " versions behind) "
+		       "dropped: %s",
+		       agent, round, tau, why);
+		goto drop;
+	}
+	fv_log(FV_LOG_INFO,
+	       "late update from %s for round %" PRIu64 " held for the next aggregation: %" PRIu64
+	       " versions behind, weight x%.3g",
+	       agent, round, tau, round_staleness_weight(tau, co->cfg->staleness_exponent));
+	return;
+drop:
+	fv_update_clear(&u);
+}
+
 static void handle_update(struct coord *co, uint64_t round, const char *agent,
 			  const void *payload, size_t len, int64_t now)
 {
@@ -1029,10 +1254,10 @@ static void handle_update(struct coord *co, uint64_t round, const char *agent,
 	size_t n_params = co->have_model ? co->model.n_params : 0;
 	int r;
 
-	/* Cheapest check first: an update for another round is not decoded. */
+	/* Cheapest check first: an update for another round is not decoded
+	 * unless it is a late one we wait for. */
 	if (co->phase != COORD_COLLECT || round != co->round) {
-		reject(co, FV_REJ_STALE, agent, round, "stale (current round %" PRIu64 "%s)",
-		       co->round, co->phase == COORD_COLLECT ? "" : ", not collecting");
+		handle_late(co, round, agent, payload, len, now);
 		return;
 	}
 	/* Verified before decoding: with keys, unauthenticated bytes never
@@ -1101,6 +1326,7 @@ static void handle_update(struct coord *co, uint64_t round, const char *agent,
 	co->upd[co->n_upd++] = u;
 	co->accepted_total++;
 	co->bytes_in += len;
+	part_response(&co->part, now - co->start_mono);
 	fv_log(FV_LOG_INFO,
 	       "update from %s for round %" PRIu64 " accepted: %" PRIu64 " samples, loss %.4g "
 	       "(%u/%u)",
@@ -1127,7 +1353,8 @@ struct coord *coord_new(const struct coord_config *cfg, struct fv_mqtt *mqtt, bo
 	co->phase = COORD_WAIT_AGENTS;
 	co->live = calloc(COORD_MAX_AGENTS, FV_NAME_MAX);
 	co->sel = calloc(FV_MAX_SELECTED, FV_NAME_MAX);
-	if (!co->live || !co->sel) {
+	co->prio = calloc(COORD_MAX_AGENTS, 1);
+	if (!co->live || !co->sel || !co->prio || part_init(&co->part, COORD_MAX_AGENTS) < 0) {
 		fv_log(FV_LOG_ERR, "out of memory");
 		goto fail;
 	}
@@ -1188,6 +1415,8 @@ void coord_free(struct coord *co)
 	fv_sign_key_wipe(&co->key);
 	free(co->live);
 	free(co->sel);
+	free(co->prio);
+	part_free(&co->part);
 	free(co);
 }
 
@@ -1223,6 +1452,13 @@ void coord_get_info(const struct coord *co, struct coord_info *ret)
 	ret->accepted_total = co->accepted_total;
 	memcpy(ret->rejected_total, co->rejected_total, sizeof(ret->rejected_total));
 	ret->update_bytes_total = co->update_bytes_total;
+	ret->deadline_ms = co->deadline_len;
+	ret->excluded = co->excluded;
+	ret->late_held = co->part.n_late;
+	ret->late_dropped = co->late_dropped;
+	ret->missed = co->missed;
+	ret->late_applied = co->late_applied;
+	ret->abandoned = co->abandoned;
 }
 
 const char *coord_will_topic(const struct coord *co)
@@ -1254,16 +1490,22 @@ void coord_on_connected(struct coord *co)
 
 void coord_on_message(struct coord *co, const char *topic, const void *payload, size_t len)
 {
+	coord_on_message_at(co, topic, payload, len, fv_now_mono_ms());
+}
+
+void coord_on_message_at(struct coord *co, const char *topic, const void *payload, size_t len,
+			 int64_t now)
+{
 	char agent[FV_NAME_MAX];
 	uint64_t round;
 
 	if (fv_topic_parse_agent_state(topic, co->cfg->fleet, agent) == 0) {
-		agent_set(co, agent, state_is_online(payload, len));
+		agent_set(co, agent, state_is_online(payload, len), now);
 		return;
 	}
 	if (fv_topic_parse_update(topic, co->cfg->fleet, &round, agent) == 0) {
 		co->update_bytes_total += len;
-		handle_update(co, round, agent, payload, len, fv_now_mono_ms());
+		handle_update(co, round, agent, payload, len, now);
 		return;
 	}
 	fv_log(FV_LOG_DEBUG, "ignoring message on %s (%zu bytes)", topic, len);
@@ -1292,6 +1534,7 @@ int coord_tick(struct coord *co, int64_t now, int max_ms)
 		s.quorum_n = co->quorum_n;
 		s.extensions = co->extensions;
 		s.max_extensions = (uint32_t)co->cfg->max_extensions;
+		s.abandon = co->cfg->no_quorum == 1;
 		s.now_ms = now;
 		s.deadline_ms = co->deadline_mono;
 		switch (round_decide(&s)) {
@@ -1305,20 +1548,17 @@ int coord_tick(struct coord *co, int64_t now, int max_ms)
 			co->extensions++;
 			fv_log(FV_LOG_NOTICE,
 			       "round %" PRIu64 ": %u of %u updates at the deadline (quorum %u); "
-			       "extending by %lld ms (%u/%lld)",
-			       co->round, co->n_upd, co->n_sel, co->quorum_n, co->cfg->deadline_ms,
+			       "extending by %" PRId64 " ms (%u/%lld)",
+			       co->round, co->n_upd, co->n_sel, co->quorum_n, co->deadline_len,
 			       co->extensions, co->cfg->max_extensions);
 			r = select_and_announce(co, now);
 			if (r == -ENODATA) /* nobody left: wait for agents */
 				start_round(co, now);
 			else if (r < 0)
-				co->deadline_mono = now + co->cfg->deadline_ms;
+				co->deadline_mono = now + co->deadline_len;
 			break;
-		case ROUND_RESTART:
-			fv_log(FV_LOG_WARNING,
-			       "round %" PRIu64 ": no update after %u extensions; restarting it",
-			       co->round, co->extensions);
-			start_round(co, now);
+		case ROUND_ABANDON:
+			abandon_round(co, now);
 			break;
 		}
 		break;

@@ -61,6 +61,13 @@ struct coord_config {
 	double weight_decay;         /* L2 coefficient */
 	long long min_samples;       /* windows an agent needs to answer */
 	long long max_extensions;    /* deadline extensions without quorum */
+	int no_quorum;               /* after them: 0 close with what came, 1 abandon */
+	double deadline_k;           /* adaptive deadline: k * p90 response; 0 = fixed */
+	long long deadline_min_ms;   /* lower bound of the adaptive deadline */
+	long long exclude_missed;    /* rounds a straggler sits out; 0 = never */
+	int late;                    /* late updates: 0 drop, 1 stale (weighted) */
+	long long staleness_max;     /* stale: versions behind at most */
+	double staleness_exponent;   /* stale: weight (1 + tau)^-a */
 	/* [threshold] */
 	int method;                  /* enum fv_thr_method */
 	double percentile;           /* percentile, pot: quantile in %, 50..99.999 */
@@ -138,6 +145,9 @@ void coord_on_connected(struct coord *co);
 /* One inbound message. */
 void coord_on_message(struct coord *co, const char *topic, const void *payload,
 		      size_t len);
+/* The same at monotonic time now (tests drive a virtual clock). */
+void coord_on_message_at(struct coord *co, const char *topic, const void *payload,
+			 size_t len, int64_t now);
 /* Run timers (start rounds, deadlines). Returns the milliseconds until the
  * next timer is due (<= max_ms). */
 int coord_tick(struct coord *co, int64_t now_ms, int max_ms);
@@ -167,6 +177,13 @@ struct coord_info {
 	uint64_t accepted_total;        /* updates accepted */
 	uint64_t rejected_total[FV_REJ__MAX]; /* updates rejected, by reason */
 	uint64_t update_bytes_total;    /* payload bytes of update messages received */
+	int64_t deadline_ms;            /* the open round's deadline (length) */
+	uint32_t excluded;              /* live agents left out of its selection */
+	uint32_t late_held;             /* late updates waiting for the next close */
+	uint64_t late_dropped;          /* late updates dropped since the last close */
+	uint32_t missed;                /* selected agents without update, last close */
+	uint32_t late_applied;          /* late updates aggregated, last close */
+	uint64_t abandoned;             /* rounds abandoned since start */
 };
 void coord_get_info(const struct coord *co, struct coord_info *ret);
 

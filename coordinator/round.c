@@ -74,7 +74,7 @@ int round_find(const char (*names)[FV_NAME_MAX], uint32_t n, const char *name)
 	return -1;
 }
 
-int round_select(const char (*live)[FV_NAME_MAX], uint32_t n_live,
+int round_select(const char (*live)[FV_NAME_MAX], uint32_t n_live, const uint8_t *prio,
 		 const char (*keep)[FV_NAME_MAX], uint32_t n_keep, uint32_t min_agents,
 		 double fraction, uint64_t seed, uint64_t round,
 		 char (*ret_sel)[FV_NAME_MAX])
@@ -107,11 +107,47 @@ int round_select(const char (*live)[FV_NAME_MAX], uint32_t n_live,
 	for (uint32_t i = 0; i < n_live && n < target; i++) {
 		const char *name = live[order[i]];
 
-		if (round_find(keep, n_keep, name) < 0)
+		if ((!prio || prio[order[i]] == ROUND_ELIGIBLE) && round_find(keep, n_keep, name) < 0)
+			memcpy(ret_sel[n++], name, FV_NAME_MAX);
+	}
+	/* Agents that missed recent deadlines fill in only what min_agents
+	 * demands. */
+	for (uint32_t i = 0; prio && i < n_live && n < FV_MIN(min_agents, target); i++) {
+		const char *name = live[order[i]];
+
+		if (prio[order[i]] == ROUND_DEMOTED && round_find(keep, n_keep, name) < 0)
 			memcpy(ret_sel[n++], name, FV_NAME_MAX);
 	}
 	free(order);
 	return (int)n;
+}
+
+static int cmp_i64(const void *a, const void *b)
+{
+	int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
+
+	return x < y ? -1 : x > y;
+}
+
+int64_t round_deadline(int64_t *resp, uint32_t n, double k, int64_t min_ms, int64_t max_ms)
+{
+	double want;
+	int64_t p90;
+
+	if (!(k > 0.0) || n == 0)
+		return max_ms;
+	qsort(resp, n, sizeof(*resp), cmp_i64);
+	/* nearest rank: the smallest value with at least 90% at or below it */
+	p90 = resp[(uint32_t)ceil(0.9 * (double)n - 1e-9) - 1];
+	want = ceil(k * (double)FV_MAX(p90, (int64_t)0));
+	if (want > (double)max_ms)
+		return max_ms;
+	return FV_MAX((int64_t)want, min_ms);
+}
+
+double round_staleness_weight(uint64_t tau, double a)
+{
+	return pow(1.0 + (double)tau, -a);
 }
 
 enum round_action round_decide(const struct round_status *s)
@@ -124,7 +160,7 @@ enum round_action round_decide(const struct round_status *s)
 		return ROUND_CLOSE;
 	if (s->extensions < s->max_extensions)
 		return ROUND_EXTEND;
-	if (s->n_answered >= 1)
+	if (s->n_answered >= 1 && !s->abandon)
 		return ROUND_CLOSE;
-	return ROUND_RESTART;
+	return ROUND_ABANDON;
 }

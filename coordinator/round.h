@@ -16,7 +16,14 @@ enum round_action {
 	ROUND_WAIT = 0, /* keep collecting */
 	ROUND_CLOSE,    /* aggregate what we have */
 	ROUND_EXTEND,   /* move the deadline, re-select, re-announce */
-	ROUND_RESTART,  /* nothing usable: start the same round afresh */
+	ROUND_ABANDON,  /* give the round up (round.no_quorum, or no update) */
+};
+
+/* How a live agent may be selected (round_select()). */
+enum round_prio {
+	ROUND_ELIGIBLE = 0, /* selected as the shuffle falls */
+	ROUND_DEMOTED = 1,  /* missed a recent deadline: only to reach min_agents */
+	ROUND_BARRED = 2,   /* not in this round (joined while it was open) */
 };
 
 /* Inputs of round_decide(). */
@@ -26,6 +33,7 @@ struct round_status {
 	uint32_t quorum_n;       /* answers that allow closing at the deadline */
 	uint32_t extensions;     /* deadline extensions used so far */
 	uint32_t max_extensions; /* round.max_extensions */
+	bool abandon;            /* round.no_quorum = abandon (else close) */
 	int64_t now_ms;          /* monotonic now */
 	int64_t deadline_ms;     /* monotonic deadline */
 };
@@ -44,27 +52,39 @@ uint64_t round_seed(uint64_t seed, uint64_t round);
 
 /* Select agents for a round.
  * live: n_live names sorted ascending (strcmp), unique.
+ * prio: n_live enum round_prio, one per live agent, or NULL (all eligible).
  * keep: n_keep names that must stay selected (agents that already answered
  *       an earlier announcement of the same round), any order; they come
  *       first in the result, whether or not they are still live.
  * The live agents not in keep are shuffled with an fv_rng seeded by
- * round_seed(seed, round) and taken in that order until the result holds
- * round_target(n_live, ...) names (or keep's size if larger).
+ * round_seed(seed, round) and the eligible ones taken in that order until
+ * the result holds round_target(n_live, ...) names (or keep's size if
+ * larger); if that leaves fewer than min_agents, demoted ones are taken
+ * (same order) up to min_agents; barred ones never.
  * ret_sel must have room for FV_MAX_SELECTED names. Returns the count
  * (0 when nothing is live and keep is empty), or -E2BIG if n_keep exceeds
  * FV_MAX_SELECTED, -ENOMEM. */
-int round_select(const char (*live)[FV_NAME_MAX], uint32_t n_live,
+int round_select(const char (*live)[FV_NAME_MAX], uint32_t n_live, const uint8_t *prio,
 		 const char (*keep)[FV_NAME_MAX], uint32_t n_keep, uint32_t min_agents,
 		 double fraction, uint64_t seed, uint64_t round,
 		 char (*ret_sel)[FV_NAME_MAX]);
+
+/* Deadline of a round from the response times (ms from announcement to
+ * update) of recent rounds: clamp(ceil(k * p90), min_ms, max_ms), p90 by
+ * nearest rank. max_ms when k <= 0 or no time is known yet. resp is
+ * reordered. */
+int64_t round_deadline(int64_t *resp, uint32_t n, double k, int64_t min_ms, int64_t max_ms);
+
+/* Weight factor of an update tau model versions behind: (1 + tau)^-a. */
+double round_staleness_weight(uint64_t tau, double a);
 
 /* What to do now:
  *  - every selected agent answered                    -> CLOSE
  *  - before the deadline                              -> WAIT
  *  - at/after it with n_answered >= quorum_n          -> CLOSE
  *  - else while extensions < max_extensions           -> EXTEND
- *  - else with at least one answer                    -> CLOSE
- *  - else                                             -> RESTART */
+ *  - else with at least one answer and !abandon       -> CLOSE
+ *  - else                                             -> ABANDON */
 enum round_action round_decide(const struct round_status *s);
 
 /* Index of name in a sorted array of n names, or -1. */

@@ -19,6 +19,7 @@
 #include "coord.h"
 #include "fedvigil/fl.h"
 #include "fedvigil/wire.h"
+#include "part.h"
 #include "round.h"
 
 static char (*names(uint32_t n, const char *prefix))[FV_NAME_MAX]
@@ -79,7 +80,7 @@ static void test_select_all_and_unique(void **state)
 
 	(void)state;
 	assert_non_null(sel);
-	n = round_select((const char (*)[FV_NAME_MAX])live, 20, NULL, 0, 1, 1.0, 1, 0, sel);
+	n = round_select((const char (*)[FV_NAME_MAX])live, 20, NULL, NULL, 0, 1, 1.0, 1, 0, sel);
 	assert_int_equal(n, 20);
 	/* every live agent exactly once */
 	for (int i = 0; i < 20; i++) {
@@ -88,7 +89,7 @@ static void test_select_all_and_unique(void **state)
 			assert_string_not_equal(sel[i], sel[j]);
 	}
 	/* nothing live, nothing kept: empty */
-	n = round_select((const char (*)[FV_NAME_MAX])live, 0, NULL, 0, 1, 1.0, 1, 0, sel);
+	n = round_select((const char (*)[FV_NAME_MAX])live, 0, NULL, NULL, 0, 1, 1.0, 1, 0, sel);
 	assert_int_equal(n, 0);
 	free(live);
 	free(sel);
@@ -104,14 +105,14 @@ static void test_select_deterministic(void **state)
 	(void)state;
 	assert_non_null(s1);
 	assert_non_null(s2);
-	n1 = round_select((const char (*)[FV_NAME_MAX])live, 10, NULL, 0, 1, 0.3, 42, 7, s1);
-	n2 = round_select((const char (*)[FV_NAME_MAX])live, 10, NULL, 0, 1, 0.3, 42, 7, s2);
+	n1 = round_select((const char (*)[FV_NAME_MAX])live, 10, NULL, NULL, 0, 1, 0.3, 42, 7, s1);
+	n2 = round_select((const char (*)[FV_NAME_MAX])live, 10, NULL, NULL, 0, 1, 0.3, 42, 7, s2);
 	assert_int_equal(n1, 3);
 	assert_int_equal(n2, 3);
 	assert_memory_equal(s1, s2, 3 * FV_NAME_MAX);
 	/* another round (or seed) gives another selection at least sometimes */
 	for (uint64_t r = 8; r < 28; r++) {
-		n2 = round_select((const char (*)[FV_NAME_MAX])live, 10, NULL, 0, 1, 0.3, 42, r,
+		n2 = round_select((const char (*)[FV_NAME_MAX])live, 10, NULL, NULL, 0, 1, 0.3, 42, r,
 				  s2);
 		assert_int_equal(n2, 3);
 		if (memcmp(s1, s2, 3 * FV_NAME_MAX) != 0)
@@ -132,7 +133,7 @@ static void test_select_fair(void **state)
 	(void)state;
 	assert_non_null(sel);
 	for (uint64_t r = 0; r < 4000; r++) {
-		int n = round_select((const char (*)[FV_NAME_MAX])live, 4, NULL, 0, 1, 0.25, 3, r,
+		int n = round_select((const char (*)[FV_NAME_MAX])live, 4, NULL, NULL, 0, 1, 0.25, 3, r,
 				     sel);
 
 		assert_int_equal(n, 1);
@@ -157,7 +158,7 @@ static void test_select_keep(void **state)
 	assert_non_null(sel);
 	memcpy(keep[1], live[4], FV_NAME_MAX);
 	/* target 3 of 6 live; two kept (one no longer live) come first */
-	n = round_select((const char (*)[FV_NAME_MAX])live, 6, (const char (*)[FV_NAME_MAX])keep,
+	n = round_select((const char (*)[FV_NAME_MAX])live, 6, NULL, (const char (*)[FV_NAME_MAX])keep,
 			 2, 1, 0.5, 1, 5, sel);
 	assert_int_equal(n, 3);
 	assert_string_equal(sel[0], "zz-gone");
@@ -165,11 +166,11 @@ static void test_select_keep(void **state)
 	assert_string_not_equal(sel[2], live[4]);
 	assert_int_not_equal(round_find_sorted((const char (*)[FV_NAME_MAX])live, 6, sel[2]), -1);
 	/* more kept than the target: all kept, no more */
-	n = round_select((const char (*)[FV_NAME_MAX])live, 6, (const char (*)[FV_NAME_MAX])keep,
+	n = round_select((const char (*)[FV_NAME_MAX])live, 6, NULL, (const char (*)[FV_NAME_MAX])keep,
 			 2, 1, 0.1, 1, 5, sel);
 	assert_int_equal(n, 2);
 	/* keep with nothing live */
-	n = round_select((const char (*)[FV_NAME_MAX])live, 0, (const char (*)[FV_NAME_MAX])keep,
+	n = round_select((const char (*)[FV_NAME_MAX])live, 0, NULL, (const char (*)[FV_NAME_MAX])keep,
 			 2, 1, 1.0, 1, 5, sel);
 	assert_int_equal(n, 2);
 	free(live);
@@ -197,13 +198,190 @@ static void test_decide(void **state)
 	s.extensions = 2;
 	assert_int_equal(round_decide(&s), ROUND_CLOSE); /* out of extensions, >= 1 */
 	s.n_answered = 0;
-	assert_int_equal(round_decide(&s), ROUND_RESTART);
+	assert_int_equal(round_decide(&s), ROUND_ABANDON);
 	s.extensions = 1;
 	assert_int_equal(round_decide(&s), ROUND_EXTEND);
 	/* an empty selection never "all answered" */
 	s.n_selected = 0;
 	s.now_ms = 0;
 	assert_int_equal(round_decide(&s), ROUND_WAIT);
+}
+
+static void test_decide_abandon(void **state)
+{
+	struct round_status s = {
+		.n_selected = 4, .n_answered = 1, .quorum_n = 3, .extensions = 2,
+		.max_extensions = 2, .now_ms = 2000, .deadline_ms = 2000, .abandon = true,
+	};
+
+	(void)state;
+	assert_int_equal(round_decide(&s), ROUND_ABANDON); /* short of quorum: give up */
+	s.abandon = false;
+	assert_int_equal(round_decide(&s), ROUND_CLOSE); /* ... or close with one */
+	s.abandon = true;
+	s.n_answered = 3;
+	assert_int_equal(round_decide(&s), ROUND_CLOSE); /* quorum is quorum */
+	s.n_answered = 1;
+	s.extensions = 1;
+	assert_int_equal(round_decide(&s), ROUND_EXTEND); /* extensions first */
+	s.now_ms = 1999;
+	assert_int_equal(round_decide(&s), ROUND_WAIT);
+}
+
+static void test_deadline(void **state)
+{
+	int64_t r[20];
+
+	(void)state;
+	assert_int_equal(round_deadline(r, 0, 3.0, 1000, 30000), 30000); /* nothing seen */
+	for (int i = 0; i < 20; i++)
+		r[i] = (19 - i) * 100; /* 0..1900 ms, any order */
+	assert_int_equal(round_deadline(r, 20, 0.0, 1000, 30000), 30000); /* fixed */
+	/* p90 by nearest rank of 20 values: the 18th smallest, 1700 ms */
+	assert_int_equal(round_deadline(r, 20, 3.0, 1000, 30000), 5100);
+	assert_int_equal(round_deadline(r, 20, 0.5, 1000, 30000), 1000); /* floor */
+	assert_int_equal(round_deadline(r, 20, 30.0, 1000, 30000), 30000); /* ceiling */
+	r[0] = 10;
+	assert_int_equal(round_deadline(r, 1, 2.5, 10, 100), 25);
+	r[0] = -5; /* a clock that went backwards counts as 0 */
+	assert_int_equal(round_deadline(r, 1, 2.0, 100, 1000), 100);
+}
+
+static void test_staleness(void **state)
+{
+	(void)state;
+	assert_true(round_staleness_weight(0, 0.5) == 1.0);
+	assert_float_equal(round_staleness_weight(1, 0.5), 1.0 / sqrt(2.0), 1e-12);
+	assert_float_equal(round_staleness_weight(3, 1.0), 0.25, 1e-12);
+	assert_true(round_staleness_weight(5, 0.0) == 1.0);
+}
+
+static void test_select_prio(void **state)
+{
+	char (*live)[FV_NAME_MAX] = names(6, "a");
+	char (*sel)[FV_NAME_MAX] = calloc(FV_MAX_SELECTED, FV_NAME_MAX);
+	uint8_t prio[6] = { ROUND_ELIGIBLE, ROUND_DEMOTED, ROUND_ELIGIBLE,
+			    ROUND_BARRED, ROUND_DEMOTED, ROUND_ELIGIBLE };
+	int n;
+
+	(void)state;
+	assert_non_null(sel);
+	/* fraction 1: every eligible one, no demoted or barred one */
+	n = round_select((const char (*)[FV_NAME_MAX])live, 6, prio, NULL, 0, 1, 1.0, 1, 3, sel);
+	assert_int_equal(n, 3);
+	for (int i = 0; i < n; i++) {
+		int j = round_find_sorted((const char (*)[FV_NAME_MAX])live, 6, sel[i]);
+
+		assert_int_equal(prio[j], ROUND_ELIGIBLE);
+	}
+	/* min_agents 5: demoted ones fill in, the barred one never */
+	n = round_select((const char (*)[FV_NAME_MAX])live, 6, prio, NULL, 0, 5, 1.0, 1, 3, sel);
+	assert_int_equal(n, 5);
+	assert_int_equal(round_find((const char (*)[FV_NAME_MAX])sel, 5, live[3]), -1);
+	n = round_select((const char (*)[FV_NAME_MAX])live, 6, prio, NULL, 0, 6, 1.0, 1, 3, sel);
+	assert_int_equal(n, 5);
+	/* fraction 0.2 of 6 -> 2: eligible ones only */
+	n = round_select((const char (*)[FV_NAME_MAX])live, 6, prio, NULL, 0, 1, 0.2, 1, 3, sel);
+	assert_int_equal(n, 2);
+	for (int i = 0; i < n; i++)
+		assert_int_equal(prio[round_find_sorted((const char (*)[FV_NAME_MAX])live, 6,
+							sel[i])], ROUND_ELIGIBLE);
+	free(live);
+	free(sel);
+}
+
+static void test_part(void **state)
+{
+	struct part p;
+	char (*sel)[FV_NAME_MAX] = names(3, "s");
+	uint8_t prio[3];
+	struct fv_update got[1], *upd = NULL, late;
+	uint32_t n_upd = 0, cap = 0, applied, dropped;
+	struct part_hist *h;
+
+	(void)state;
+	assert_int_equal(part_init(&p, 4), 0);
+	memset(got, 0, sizeof(got));
+	memcpy(got[0].h.sender, sel[0], FV_NAME_MAX);
+	part_online(&p, sel[0], 100);
+	part_online(&p, sel[1], 100);
+	part_online(&p, sel[2], 500);
+	/* round 7: s00000 answered, the other two missed */
+	assert_int_equal(part_missed(&p, 7, 6, FV_ROUND_TRAIN, 200,
+				     (const char (*)[FV_NAME_MAX])sel, 3, got, 1), 2);
+	assert_null(part_owed(&p, 7, sel[0]));
+	h = part_owed(&p, 7, sel[1]);
+	assert_non_null(h);
+	assert_true(h->base == 6 && h->start_mono == 200);
+	assert_null(part_owed(&p, 6, sel[1]));
+	part_paid(h, sel[1]);
+	assert_null(part_owed(&p, 7, sel[1])); /* a second copy is not late, it is stale */
+	assert_non_null(part_owed(&p, 7, sel[2]));
+	/* excluded for exclude rounds after the miss */
+	assert_int_equal(part_prio(&p, (const char (*)[FV_NAME_MAX])sel, 3, 8, 2, false, 0, prio),
+			 2);
+	assert_int_equal(prio[0], ROUND_ELIGIBLE);
+	assert_int_equal(prio[1], ROUND_DEMOTED);
+	assert_int_equal(part_prio(&p, (const char (*)[FV_NAME_MAX])sel, 3, 10, 2, false, 0, prio),
+			 0);
+	assert_int_equal(part_prio(&p, (const char (*)[FV_NAME_MAX])sel, 3, 8, 0, false, 0, prio),
+			 0);
+	/* an extension of a round announced at 300 bars s00002 (online at 500) */
+	assert_int_equal(part_prio(&p, (const char (*)[FV_NAME_MAX])sel, 3, 20, 2, true, 300, prio),
+			 1);
+	assert_int_equal(prio[2], ROUND_BARRED);
+	/* held late updates: weight by staleness, drop when too stale */
+	for (int i = 0; i < 2; i++) {
+		memset(&late, 0, sizeof(late));
+		memcpy(late.h.sender, sel[1 + i], FV_NAME_MAX);
+		late.h.base_version = i == 0 ? 6 : 3;
+		late.n_samples = 100;
+		late.n_params = 1;
+		late.delta = calloc(1, sizeof(float));
+		assert_non_null(late.delta);
+		assert_int_equal(part_hold(&p, &late), 0);
+		assert_null(late.delta); /* moved */
+	}
+	assert_int_equal(part_release(&p, 7, 2, 1.0, &upd, &n_upd, &cap, &applied, &dropped), 0);
+	assert_int_equal(applied, 1);
+	assert_int_equal(dropped, 1); /* 4 versions behind > staleness_max 2 */
+	assert_int_equal(n_upd, 1);
+	assert_int_equal(upd[0].n_samples, 50); /* 100 * (1 + 1)^-1 */
+	assert_int_equal(p.n_late, 0);
+	fv_update_clear(&upd[0]);
+	/* one update per agent: a newer late one or an on-time one wins */
+	n_upd = 0;
+	for (int i = 0; i < 3; i++) {
+		memset(&late, 0, sizeof(late));
+		memcpy(late.h.sender, sel[i < 2 ? 1 : 2], FV_NAME_MAX);
+		late.h.round = 5 + (uint64_t)i;
+		late.h.base_version = 6;
+		late.n_samples = 10;
+		assert_int_equal(part_hold(&p, &late), 0);
+	}
+	memset(&upd[0], 0, sizeof(upd[0]));
+	memcpy(upd[0].h.sender, sel[2], FV_NAME_MAX); /* s00002 is on time */
+	n_upd = 1;
+	assert_int_equal(part_release(&p, 6, 2, 1.0, &upd, &n_upd, &cap, &applied, &dropped), 0);
+	assert_int_equal(applied, 1);
+	assert_int_equal(dropped, 2);
+	assert_int_equal(n_upd, 2);
+	assert_string_equal(upd[1].h.sender, sel[1]);
+	assert_int_equal(upd[1].h.round, 6); /* the newer of s00001's two */
+	assert_int_equal(upd[1].n_samples, 10); /* tau 0 */
+	free(upd);
+	/* the oldest of PART_HIST rounds is forgotten */
+	for (uint64_t r = 8; r < 8 + PART_HIST; r++)
+		assert_int_equal(part_missed(&p, r, r, FV_ROUND_TRAIN, 0,
+					     (const char (*)[FV_NAME_MAX])sel, 3, got, 0), 3);
+	assert_null(part_owed(&p, 7, sel[2]));
+	assert_non_null(part_owed(&p, 8, sel[2]));
+	/* the record table is bounded: a fifth agent is not tracked */
+	part_online(&p, "x1", 0);
+	part_online(&p, "x2", 0);
+	assert_int_equal(p.n_rec, 4);
+	part_free(&p);
+	free(sel);
 }
 
 /* ---- the round machine (coord.c), no broker ---- */
@@ -293,6 +471,50 @@ static void deliver(struct coord *co, uint64_t R, const char *topic_agent,
 	assert_non_null(fv_topic_update(topic, FLEET, R, topic_agent));
 	coord_on_message(co, topic, buf, len);
 	free(buf);
+}
+
+/* The same at virtual time now. */
+static void deliver_at(struct coord *co, uint64_t R, const struct fv_update *u, int64_t now)
+{
+	char topic[FV_TOPIC_MAX];
+	uint8_t *buf = NULL;
+	size_t len = 0;
+
+	assert_int_equal(fv_update_encode(u, &buf, &len), 0);
+	assert_non_null(fv_topic_update(topic, FLEET, R, u->h.sender));
+	coord_on_message_at(co, topic, buf, len, now);
+	free(buf);
+}
+
+/* A training update at virtual time now: every delta element = d. */
+static void train_at(struct coord *co, const char *agent, uint64_t R, uint64_t base, size_t n,
+		     float d, uint64_t samples, int64_t now)
+{
+	struct fv_update u;
+
+	memset(&u, 0, sizeof(u));
+	hdr(&u.h, agent, R, base);
+	u.kind = FV_ROUND_TRAIN;
+	u.n_samples = samples;
+	u.loss = 1.0f;
+	u.n_params = n;
+	u.delta = malloc(sizeof(float) * n);
+	assert_non_null(u.delta);
+	for (size_t i = 0; i < n; i++)
+		u.delta[i] = d;
+	fv_hist_init(&u.hist);
+	assert_int_equal(fv_hist_add(&u.hist, 0.5), 0);
+	deliver_at(co, R, &u, now);
+	fv_update_clear(&u);
+}
+
+static void birth_at(struct coord *co, const char *agent, int64_t now)
+{
+	char topic[FV_TOPIC_MAX];
+	const char *payload = "{\"state\":\"online\"}";
+
+	assert_non_null(fv_topic_agent(topic, FLEET, agent, "state"));
+	coord_on_message_at(co, topic, payload, strlen(payload), now);
 }
 
 /* A statistics update: channel c gets readings base+c and base+c+2. */
@@ -501,6 +723,367 @@ static void test_machine(void **state)
 	assert_int_equal(in.round, 3);
 	assert_int_equal(in.n_selected, 1);
 	free(p1);
+}
+
+/* ---- participation: stragglers, late updates, joins, abandoned rounds,
+ * adaptive deadlines (virtual clock, coord_on_message_at) ---- */
+
+/* Start the coordinator, bring `n` agents online and close the statistics
+ * round; leaves it in round 1's announcement at f->t. Returns n_params. */
+static size_t to_round1(struct fixture *f, const char *const *agents, uint32_t n)
+{
+	struct coord_info in;
+
+	assert_int_equal(coord_config_finish(&f->cfg, (char[256]){ 0 }, 256), 0);
+	f->co = coord_new(&f->cfg, NULL, false);
+	assert_non_null(f->co);
+	coord_on_connected(f->co);
+	f->t = fv_now_mono_ms() + 1000;
+	for (uint32_t i = 0; i < n; i++)
+		birth_at(f->co, agents[i], f->t - 1000);
+	coord_tick(f->co, f->t, 200);
+	assert_int_equal(info(f->co).phase, COORD_COLLECT);
+	for (uint32_t i = 0; i < n; i++)
+		send_stats(f->co, agents[i], 2, 0.0);
+	in = info(f->co);
+	assert_int_equal(in.round, 1);
+	assert_int_equal(in.phase, COORD_PAUSE);
+	f->t += 200;
+	coord_tick(f->co, f->t, 200);
+	assert_int_equal(info(f->co).phase, COORD_COLLECT);
+	return in.model->n_params;
+}
+
+static void test_straggler_dropped(void **state)
+{
+	static const char *const ag[] = { "a", "b", "c" };
+	struct fixture *f = *state;
+	struct coord_info in;
+	size_t n;
+
+	f->cfg.min_agents = 2;
+	f->cfg.quorum = 0.6; /* 2 of 3 */
+	f->cfg.rounds = 0;
+	f->cfg.exclude_missed = 2;
+	f->cfg.late = 0; /* drop */
+	n = to_round1(f, ag, 3);
+	assert_int_equal(info(f->co).n_selected, 3);
+	train_at(f->co, "a", 1, 1, n, 1.0f, 100, f->t + 100);
+	train_at(f->co, "b", 1, 1, n, 1.0f, 100, f->t + 120);
+	coord_tick(f->co, f->t + 999, 200);
+	assert_int_equal(info(f->co).phase, COORD_COLLECT);
+	coord_tick(f->co, f->t + 1000, 200); /* quorum at the deadline: close */
+	in = info(f->co);
+	assert_int_equal(in.phase, COORD_PAUSE);
+	assert_int_equal(in.model->version, 2);
+	assert_int_equal(in.missed, 1);
+	/* c's update comes late: recognised, counted, dropped */
+	train_at(f->co, "c", 1, 1, n, 5.0f, 100, f->t + 1500);
+	in = info(f->co);
+	assert_int_equal(in.late_dropped, 1);
+	assert_int_equal(in.late_held, 0);
+	assert_int_equal(in.rejected[FV_REJ_STALE], 0);
+	/* a second copy is stale, and so is an update from one who answered */
+	train_at(f->co, "c", 1, 1, n, 5.0f, 100, f->t + 1600);
+	train_at(f->co, "a", 1, 1, n, 5.0f, 100, f->t + 1600);
+	assert_int_equal(info(f->co).rejected[FV_REJ_STALE], 2);
+	/* round 2 leaves c out (it missed round 1), round 4 takes it back */
+	f->t += 1100 + 100;
+	coord_tick(f->co, f->t, 200);
+	in = info(f->co);
+	assert_int_equal(in.round, 2);
+	assert_int_equal(in.n_selected, 2);
+	assert_int_equal(in.excluded, 1);
+	train_at(f->co, "a", 2, 2, n, 0.0f, 100, f->t + 10);
+	train_at(f->co, "b", 2, 2, n, 0.0f, 100, f->t + 10);
+	assert_int_equal(info(f->co).round, 3);
+	f->t += 200;
+	coord_tick(f->co, f->t, 200);
+	assert_int_equal(info(f->co).n_selected, 2); /* round 3: 3 - 1 <= 2 */
+	train_at(f->co, "a", 3, 3, n, 0.0f, 100, f->t + 10);
+	train_at(f->co, "b", 3, 3, n, 0.0f, 100, f->t + 10);
+	f->t += 200;
+	coord_tick(f->co, f->t, 200);
+	in = info(f->co);
+	assert_int_equal(in.round, 4);
+	assert_int_equal(in.n_selected, 3);
+	assert_int_equal(in.excluded, 0);
+}
+
+static void test_straggler_stale(void **state)
+{
+	static const char *const ag[] = { "a", "b", "c" };
+	struct fixture *f = *state;
+	struct coord_info in;
+	float *p1;
+	size_t n;
+
+	f->cfg.min_agents = 2;
+	f->cfg.quorum = 0.6;
+	f->cfg.rounds = 0;
+	f->cfg.late = 1; /* stale */
+	f->cfg.staleness_exponent = 1.0;
+	n = to_round1(f, ag, 3);
+	train_at(f->co, "a", 1, 1, n, 1.0f, 100, f->t + 100);
+	train_at(f->co, "b", 1, 1, n, 1.0f, 100, f->t + 100);
+	coord_tick(f->co, f->t + 1000, 200);
+	in = info(f->co);
+	assert_int_equal(in.model->version, 2);
+	p1 = malloc(n * sizeof(float));
+	assert_non_null(p1);
+	memcpy(p1, in.model->params, n * sizeof(float));
+	/* late, one version behind: held with weight 100 * 2^-1 = 50 */
+	train_at(f->co, "c", 1, 1, n, 3.5f, 100, f->t + 1500);
+	in = info(f->co);
+	assert_int_equal(in.late_held, 1);
+	assert_int_equal(in.late_dropped, 0);
+	f->t += 1200;
+	coord_tick(f->co, f->t, 200);
+	assert_int_equal(info(f->co).n_selected, 3); /* exclude_missed = 0 */
+	/* round 2 closes at its deadline without c again, with c's late one */
+	train_at(f->co, "a", 2, 2, n, 0.0f, 100, f->t + 10);
+	train_at(f->co, "b", 2, 2, n, 0.0f, 100, f->t + 10);
+	coord_tick(f->co, f->t + 1000, 200);
+	in = info(f->co);
+	assert_int_equal(in.round, 3);
+	assert_int_equal(in.late_applied, 1);
+	assert_int_equal(in.late_held, 0);
+	assert_int_equal(in.model->n_agents, 3);
+	/* (100 * 0 + 100 * 0 + 50 * 3.5) / 250 = 0.7 */
+	for (size_t i = 0; i < n; i++)
+		assert_float_equal(in.model->params[i], p1[i] + 0.7f, 1e-5);
+	memcpy(p1, in.model->params, n * sizeof(float));
+	/* c's late update for round 2 gives way to its on-time one for round 3
+	 * (one update per agent per aggregate) */
+	train_at(f->co, "c", 2, 2, n, 9.0f, 100, f->t + 1100);
+	assert_int_equal(info(f->co).late_held, 1);
+	f->t += 1200;
+	coord_tick(f->co, f->t, 200);
+	train_at(f->co, "a", 3, 3, n, 0.0f, 100, f->t + 10);
+	train_at(f->co, "b", 3, 3, n, 0.0f, 100, f->t + 10);
+	train_at(f->co, "c", 3, 3, n, 0.0f, 100, f->t + 10);
+	in = info(f->co);
+	assert_int_equal(in.round, 4);
+	assert_int_equal(in.late_applied, 0);
+	assert_int_equal(in.model->n_agents, 3);
+	for (size_t i = 0; i < n; i++)
+		assert_float_equal(in.model->params[i], p1[i], 1e-6);
+	free(p1);
+}
+
+static void test_join_and_deadline(void **state)
+{
+	static const char *const ag[] = { "a", "b" };
+	struct fixture *f = *state;
+	struct coord_info in;
+	size_t n;
+
+	f->cfg.min_agents = 2;
+	f->cfg.rounds = 0;
+	f->cfg.deadline_k = 2.0;
+	f->cfg.deadline_min_ms = 200;
+	f->cfg.deadline_ms = 1000;
+	f->cfg.max_extensions = 2;
+	n = to_round1(f, ag, 2);
+	/* nothing observed yet: the upper bound (the statistics round's
+	 * answers came at real time, before the virtual start: 0 ms) */
+	in = info(f->co);
+	assert_true(in.deadline_ms == 200 || in.deadline_ms == 1000);
+	train_at(f->co, "a", 1, 1, n, 0.0f, 10, f->t + 100);
+	train_at(f->co, "b", 1, 1, n, 0.0f, 10, f->t + 150);
+	assert_int_equal(info(f->co).round, 2);
+	f->t += 1000;
+	coord_tick(f->co, f->t, 200);
+	in = info(f->co);
+	assert_int_equal(in.phase, COORD_COLLECT);
+	/* p90 of {0, 0, 100, 150} = 150: 2 x 150 = 300 */
+	assert_int_equal(in.deadline_ms, 300);
+	/* d comes online while round 2 is open: not added by its extension */
+	train_at(f->co, "a", 2, 2, n, 0.0f, 10, f->t + 50);
+	birth_at(f->co, "d", f->t + 60);
+	assert_int_equal(info(f->co).n_live, 3);
+	coord_tick(f->co, f->t + 300, 200);
+	in = info(f->co);
+	assert_int_equal(in.extensions, 1);
+	assert_int_equal(in.n_selected, 2);
+	assert_int_equal(in.excluded, 1);
+	train_at(f->co, "d", 2, 2, n, 0.0f, 10, f->t + 310); /* not selected */
+	assert_int_equal(info(f->co).rejected[FV_REJ_UNSELECTED], 1);
+	train_at(f->co, "b", 2, 2, n, 0.0f, 10, f->t + 400);
+	assert_int_equal(info(f->co).round, 3);
+	/* ... and selected from the next round on */
+	f->t += 1000;
+	coord_tick(f->co, f->t, 200);
+	in = info(f->co);
+	assert_int_equal(in.n_selected, 3);
+	assert_int_equal(in.excluded, 0);
+	train_at(f->co, "d", 3, 3, n, 0.0f, 10, f->t + 10);
+	assert_int_equal(info(f->co).n_answered, 1);
+}
+
+static void test_abandon(void **state)
+{
+	static const char *const ag[] = { "a", "b" };
+	struct fixture *f = *state;
+	struct coord_info in;
+	size_t n;
+
+	f->cfg.min_agents = 2;
+	f->cfg.rounds = 0;
+	f->cfg.no_quorum = 1; /* abandon */
+	f->cfg.max_extensions = 1;
+	n = to_round1(f, ag, 2);
+	train_at(f->co, "a", 1, 1, n, 1.0f, 10, f->t + 10); /* 1 of 2, quorum 2 */
+	coord_tick(f->co, f->t + 1000, 200);
+	in = info(f->co);
+	assert_int_equal(in.phase, COORD_COLLECT);
+	assert_int_equal(in.extensions, 1);
+	coord_tick(f->co, f->t + 2000, 200);
+	in = info(f->co);
+	assert_int_equal(in.phase, COORD_PAUSE);
+	assert_int_equal(in.abandoned, 1);
+	assert_int_equal(in.missed, 1);
+	assert_int_equal(in.round, 2);          /* moved on ... */
+	assert_int_equal(in.model->version, 1); /* ... on the same model */
+	/* the abandoned round's number is persisted */
+	coord_free(f->co);
+	f->co = coord_new(&f->cfg, NULL, false);
+	assert_non_null(f->co);
+	assert_int_equal(info(f->co).round, 2);
+	coord_on_connected(f->co);
+	f->t += 3000;
+	birth_at(f->co, "a", f->t - 900);
+	birth_at(f->co, "b", f->t - 900);
+	coord_tick(f->co, f->t, 200);
+	assert_int_equal(info(f->co).phase, COORD_COLLECT);
+	train_at(f->co, "a", 2, 1, n, 1.0f, 10, f->t + 10);
+	train_at(f->co, "b", 2, 1, n, 1.0f, 10, f->t + 10);
+	in = info(f->co);
+	assert_int_equal(in.round, 3);
+	assert_int_equal(in.model->version, 2);
+	/* a round without any update is abandoned under no_quorum = close too */
+	f->cfg.no_quorum = 0;
+	f->cfg.max_extensions = 0;
+	f->t += 1000;
+	coord_tick(f->co, f->t, 200);
+	coord_tick(f->co, f->t + 1000, 200);
+	in = info(f->co);
+	assert_int_equal(in.abandoned, 1); /* counted since this coordinator started */
+	assert_int_equal(in.round, 4);
+	assert_int_equal(in.model->version, 2);
+}
+
+static void test_abandon_stats(void **state)
+{
+	struct fixture *f = *state;
+	struct coord_info in;
+
+	f->cfg.no_quorum = 1;
+	f->cfg.max_extensions = 0;
+	f->co = coord_new(&f->cfg, NULL, false);
+	assert_non_null(f->co);
+	coord_on_connected(f->co);
+	f->t = fv_now_mono_ms() + 1000;
+	birth_at(f->co, "a", f->t - 900);
+	birth_at(f->co, "b", f->t - 900);
+	coord_tick(f->co, f->t, 200);
+	assert_int_equal(info(f->co).phase, COORD_COLLECT);
+	send_stats(f->co, "a", 2, 0.0);
+	coord_tick(f->co, f->t + 1000, 200);
+	in = info(f->co);
+	assert_int_equal(in.abandoned, 1);
+	assert_int_equal(in.round, 0); /* the statistics round runs again */
+	assert_int_equal(in.kind, FV_ROUND_STATS);
+	assert_null(in.model);
+	coord_tick(f->co, f->t + 1200, 200);
+	in = info(f->co);
+	assert_int_equal(in.phase, COORD_COLLECT);
+	assert_int_equal(in.n_answered, 0);
+	/* a's statistics for the abandoned try are stale now, not late */
+	send_stats(f->co, "a", 2, 0.0);
+	send_stats(f->co, "b", 2, 1.0);
+	assert_int_equal(info(f->co).round, 1);
+}
+
+static void test_fp16_model(void **state)
+{
+	static const char *const ag[] = { "a", "b" };
+	struct fixture *f = *state;
+	struct coord_info in;
+	float *p;
+	size_t n;
+
+	f->cfg.comp_model = 1;
+	f->cfg.comp_encoding = 2;
+	f->cfg.comp_topk = 0.25;
+	n = to_round1(f, ag, 2);
+	in = info(f->co);
+	assert_int_equal(f->cfg.comp.enc, FV_ENC_TOPK_INT8);
+	assert_true(f->cfg.comp.topk == 0.25f);
+	assert_true(f->cfg.comp.error_feedback);
+	assert_int_equal(in.model->params_enc, FV_ENC_FP16);
+	p = malloc(n * sizeof(float));
+	assert_non_null(p);
+	memcpy(p, in.model->params, n * sizeof(float));
+	fv_fp16_round(p, n);
+	assert_memory_equal(p, in.model->params, n * sizeof(float)); /* already binary16 */
+	train_at(f->co, "a", 1, 1, n, 0.001f, 10, f->t + 10);
+	train_at(f->co, "b", 1, 1, n, 0.002f, 10, f->t + 10);
+	in = info(f->co);
+	assert_int_equal(in.model->version, 2);
+	memcpy(p, in.model->params, n * sizeof(float));
+	fv_fp16_round(p, n);
+	assert_memory_equal(p, in.model->params, n * sizeof(float));
+	/* the state file keeps exactly these values */
+	coord_free(f->co);
+	f->co = coord_new(&f->cfg, NULL, false);
+	assert_non_null(f->co);
+	in = info(f->co);
+	assert_int_equal(in.model->params_enc, FV_ENC_FP16);
+	assert_memory_equal(p, in.model->params, n * sizeof(float));
+	free(p);
+}
+
+static void test_config_participation(void **state)
+{
+	struct coord_config c;
+	char err[256];
+
+	(void)state;
+	assert_int_equal(coord_config_defaults(&c, err, sizeof(err)), 0);
+	assert_int_equal(coord_config_finish(&c, err, sizeof(err)), 0);
+	assert_int_equal(c.comp.enc, FV_ENC_FP32);
+	assert_int_equal(c.no_quorum, 0);
+	assert_int_equal(c.late, 0);
+	assert_true(c.deadline_k == 0.0);
+	assert_int_equal(fv_cfg_set(coord_cfg_keys, coord_cfg_nkeys, &c, "compression.encoding",
+				    "fp16", err, sizeof(err)), 0);
+	assert_int_equal(coord_config_finish(&c, err, sizeof(err)), 0);
+	assert_int_equal(c.comp.enc, FV_ENC_FP16);
+	assert_int_equal(fv_cfg_set(coord_cfg_keys, coord_cfg_nkeys, &c, "compression.topk",
+				    "0.1", err, sizeof(err)), 0);
+	assert_int_equal(coord_config_finish(&c, err, sizeof(err)), 0);
+	assert_int_equal(c.comp.enc, FV_ENC_TOPK_FP16);
+	assert_int_equal(fv_cfg_set(coord_cfg_keys, coord_cfg_nkeys, &c, "compression.encoding",
+				    "int4", err, sizeof(err)), -EINVAL);
+	assert_int_equal(fv_cfg_set(coord_cfg_keys, coord_cfg_nkeys, &c, "compression.topk",
+				    "1.5", err, sizeof(err)), -EINVAL);
+	assert_int_equal(fv_cfg_set(coord_cfg_keys, coord_cfg_nkeys, &c, "round.late", "stale",
+				    err, sizeof(err)), 0);
+	assert_int_equal(c.late, 1);
+	assert_int_equal(fv_cfg_set(coord_cfg_keys, coord_cfg_nkeys, &c, "round.no_quorum",
+				    "abandon", err, sizeof(err)), 0);
+	assert_int_equal(c.no_quorum, 1);
+	assert_int_equal(fv_cfg_set(coord_cfg_keys, coord_cfg_nkeys, &c, "round.staleness_max",
+				    "9", err, sizeof(err)), -EINVAL);
+	/* an adaptive deadline whose floor is above its ceiling */
+	c.deadline_k = 3.0;
+	c.deadline_min_ms = 5000;
+	c.deadline_ms = 1000;
+	assert_int_equal(coord_config_finish(&c, err, sizeof(err)), -EINVAL);
+	assert_non_null(strstr(err, "deadline_min_ms"));
+	c.deadline_k = 0.0; /* fixed deadline: the floor does not matter */
+	assert_int_equal(coord_config_finish(&c, err, sizeof(err)), 0);
 }
 
 static void test_state_refused(void **state)
@@ -794,11 +1377,23 @@ int main(void)
 		cmocka_unit_test(test_select_fair),
 		cmocka_unit_test(test_select_keep),
 		cmocka_unit_test(test_decide),
+		cmocka_unit_test(test_decide_abandon),
+		cmocka_unit_test(test_deadline),
+		cmocka_unit_test(test_staleness),
+		cmocka_unit_test(test_select_prio),
+		cmocka_unit_test(test_part),
+		cmocka_unit_test(test_config_participation),
 		cmocka_unit_test(test_config),
 		cmocka_unit_test(test_config_preset),
 		cmocka_unit_test_setup_teardown(test_resume_optimizer_state, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_machine, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_state_refused, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_straggler_dropped, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_straggler_stale, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_join_and_deadline, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_abandon, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_abandon_stats, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_fp16_model, setup, teardown),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
