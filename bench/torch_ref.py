@@ -2,7 +2,7 @@
 """PyTorch reference for bench/run: the same presets, data and procedure as
 bench/fv_bench.c `speed`, one thread.
 
-  torch_ref.py --preset sae --data FILE [--epochs 3] [--batch 32]
+  torch_ref.py --preset sae --data FILE [--epochs 3] [--batch 32] [--blas]
 
 Per preset: build the model (nn.Linear layers with the preset's activations,
 nn.Dropout where the preset has dropout, Gaussian input noise for the
@@ -11,8 +11,9 @@ random order (torch.randperm) in mini-batches of `batch` (a last partial
 batch too), MSE against the clean rows; then model.eval() and, under
 torch.no_grad(), the score (mean squared error, as a Python float) of every
 row one by one. Prints one JSON line per run with wall and CPU times.
-`--blas` prints which BLAS library torch has mapped (after a matmul) and
-torch's build configuration, then exits.
+`--blas` first prints which BLAS library torch has mapped (after a matmul)
+and the BLAS lines of torch's build configuration. --preset and --data take
+comma lists to run several presets in one process.
 
 Runs with Debian's python3-torch under /usr/bin/python3 (the pyenv python on
 PATH has no torch).
@@ -85,23 +86,31 @@ def main():
     a = ap.parse_args()
     if a.blas:
         blas_report()
+    if not a.preset:
         return
-    width = NOMINAL[a.preset]
-    X = torch.from_numpy(np.fromfile(a.data, dtype="<f4").reshape(-1, width).copy())
+    # "--preset a,b --data x8.bin,x128.bin": several in one process (the
+    # smoke test pays torch's import once).
+    for preset, data in zip(a.preset.split(","), a.data.split(",")):
+        run(preset, data, a.epochs, a.batch)
+
+
+def run(preset, data, epochs, batch):
+    width = NOMINAL[preset]
+    X = torch.from_numpy(np.fromfile(data, dtype="<f4").reshape(-1, width).copy())
     N = X.shape[0]
     torch.manual_seed(1)
-    model = build(a.preset, width)
-    noise = PRESETS[a.preset][4]
+    model = build(preset, width)
+    noise = PRESETS[preset][4]
     opt = torch.optim.Adam(model.parameters(), lr=1e-3)
     mse = torch.nn.MSELoss()
 
     model.train()
     t0, c0 = time.perf_counter(), time.process_time()
-    for _ in range(a.epochs):
+    for _ in range(epochs):
         perm = torch.randperm(N)
         total = 0.0
-        for s in range(0, N, a.batch):
-            xb = X[perm[s:s + a.batch]]
+        for s in range(0, N, batch):
+            xb = X[perm[s:s + batch]]
             inp = xb + noise * torch.randn_like(xb) if noise > 0 else xb
             opt.zero_grad()
             loss = mse(model(inp), xb)
@@ -118,10 +127,10 @@ def main():
             x = X[i:i + 1]
             acc += ((model(x) - x) ** 2).mean().item()
     score_s, score_cpu = time.perf_counter() - t0, time.process_time() - c0
-    print(json.dumps({"preset": a.preset, "n": N, "train_s": train_s, "train_cpu_s": train_cpu,
+    print(json.dumps({"preset": preset, "n": N, "train_s": train_s, "train_cpu_s": train_cpu,
                       "score_s": score_s, "score_cpu_s": score_cpu,
                       "loss": total / N, "mean_score": acc / N,
-                      "params": sum(p.numel() for p in model.parameters())}))
+                      "params": sum(p.numel() for p in model.parameters())}), flush=True)
 
 
 if __name__ == "__main__":

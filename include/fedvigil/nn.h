@@ -229,4 +229,16 @@ int fv_model_train(struct fv_model *m, const float *data, size_t N, uint32_t epo
 		   uint32_t batch, const struct fv_train_opts *o, uint64_t seed,
 		   float *ret_loss);
 
+/* Where fv_model_train_rows() gets its training rows: copy row i (< N) into
+ * dst (in floats). Called for every row of every batch, and once for every
+ * row before training (the NaN/Inf check), so it must return the same row
+ * for the same i. */
+typedef void (*fv_model_row_fn)(void *ctx, size_t i, float *dst);
+/* fv_model_train() over rows produced on demand, for a training set that
+ * is not one array (the agent builds each window from its ring buffer
+ * instead of copying them all out first). Same semantics and results. */
+int fv_model_train_rows(struct fv_model *m, fv_model_row_fn row, void *ctx, size_t N,
+			uint32_t epochs, uint32_t batch, const struct fv_train_opts *o,
+			uint64_t seed, float *ret_loss);
+
 #endif

@@ -410,9 +410,9 @@ int fv_model_step(struct fv_model *m, const struct fv_train_opts *o)
  * losses seen during the last epoch (with dropout and noise active). The
  * shuffle uses fv_rng seeded with seed; masks and noise a counter-based
  * hash keyed by a value derived from seed, restarted at every call. */
-int fv_model_train(struct fv_model *m, const float *data, size_t N, uint32_t epochs,
-		   uint32_t batch, const struct fv_train_opts *o, uint64_t seed,
-		   float *ret_loss)
+int fv_model_train_rows(struct fv_model *m, fv_model_row_fn row, void *ctx, size_t N,
+			uint32_t epochs, uint32_t batch, const struct fv_train_opts *o,
+			uint64_t seed, float *ret_loss)
 {
 	uint32_t n;
 	struct fv_rng rng;
@@ -423,16 +423,20 @@ int fv_model_train(struct fv_model *m, const float *data, size_t N, uint32_t epo
 	if (!m->train)
 		return -EPERM;
 	n = m->kind->input(&m->spec);
-	if (!data || !o || N == 0 || batch == 0 || batch > m->max_batch)
+	if (!row || !o || N == 0 || batch == 0 || batch > m->max_batch)
 		return -EINVAL;
 	if (fv_train_opts_validate(o) < 0)
 		return -EINVAL;
 	if (N > SIZE_MAX / sizeof(size_t) || N > SIZE_MAX / sizeof(float) / n)
 		return -E2BIG;
-	/* Garbage in would poison every parameter: refuse it before training. */
-	for (size_t i = 0; i < N * n; i++)
-		if (!isfinite(data[i]))
-			return -ERANGE;
+	/* Garbage in would poison every parameter: refuse it before training
+	 * (one pass through the rows, in the batch buffer). */
+	for (size_t i = 0; i < N; i++) {
+		row(ctx, i, m->batch);
+		for (uint32_t k = 0; k < n; k++)
+			if (!isfinite(m->batch[k]))
+				return -ERANGE;
+	}
 	idx = malloc(sizeof(size_t) * N);
 	if (!idx)
 		return -ENOMEM;
@@ -457,8 +461,7 @@ int fv_model_train(struct fv_model *m, const float *data, size_t N, uint32_t epo
 			float loss = 0.0f;
 
 			for (uint32_t b = 0; b < B; b++)
-				memcpy(m->batch + (size_t)b * n, data + idx[start + b] * n,
-				       sizeof(float) * n);
+				row(ctx, idx[start + b], m->batch + (size_t)b * n);
 			if (sigma > 0.0f) {
 				fv_nn_rng_noise(m, m->noisy, m->batch, (size_t)B * n, sigma);
 				in = m->noisy;
@@ -477,10 +480,13 @@ int fv_model_train(struct fv_model *m, const float *data, size_t N, uint32_t epo
 		/* No training asked for: report the current loss over the data. */
 		for (size_t start = 0; start < N; start += batch) {
 			uint32_t B = (uint32_t)FV_MIN((size_t)batch, N - start);
-			const float *y = m->kind->forward(m, data + start * n, B, false);
+			const float *y;
 
+			for (uint32_t b = 0; b < B; b++)
+				row(ctx, start + b, m->batch + (size_t)b * n);
+			y = m->kind->forward(m, m->batch, B, false);
 			for (size_t i = 0; i < (size_t)B * n; i++) {
-				double d = (double)y[i] - data[start * n + i];
+				double d = (double)y[i] - m->batch[i];
 
 				epoch_loss += d * d;
 			}
@@ -490,4 +496,27 @@ int fv_model_train(struct fv_model *m, const float *data, size_t N, uint32_t epo
 	if (ret_loss)
 		*ret_loss = (float)(epoch_loss / (double)N);
 	return 0;
+}
+
+struct rows_of_array {
+	const float *data; /* (N, n) */
+	uint32_t n;
+};
+
+static void array_row(void *ctx, size_t i, float *dst)
+{
+	const struct rows_of_array *r = ctx;
+
+	memcpy(dst, r->data + i * r->n, sizeof(float) * r->n);
+}
+
+int fv_model_train(struct fv_model *m, const float *data, size_t N, uint32_t epochs,
+		   uint32_t batch, const struct fv_train_opts *o, uint64_t seed,
+		   float *ret_loss)
+{
+	struct rows_of_array r = { data, m->kind->input(&m->spec) };
+
+	if (!data)
+		return -EINVAL;
+	return fv_model_train_rows(m, array_row, &r, N, epochs, batch, o, seed, ret_loss);
 }

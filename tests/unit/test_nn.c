@@ -1338,6 +1338,54 @@ static void test_train_each_optimizer(void **state)
 	fv_model_free(sc);
 }
 
+/* Rows produced on demand train exactly like the same rows in an array:
+ * here every second row of a bigger buffer, in reverse order. */
+struct strided_rows {
+	const float *buf;
+	size_t N;
+};
+
+static void strided_row(void *ctx, size_t i, float *dst)
+{
+	const struct strided_rows *r = ctx;
+
+	memcpy(dst, r->buf + 2 * (r->N - 1 - i) * 8, sizeof(float) * 8);
+}
+
+static void test_train_rows(void **state)
+{
+	const size_t N = 100;
+	float *buf = manifold_data(2 * N, 12), *arr = malloc(sizeof(float) * N * 8);
+	struct strided_rows src = { buf, N };
+	struct fv_model *a = ae_8_4_2_4_8(16), *b = ae_8_4_2_4_8(16);
+	struct fv_train_opts o = FV_TRAIN_DEFAULTS;
+	float la, lb;
+
+	(void)state;
+	for (size_t i = 0; i < N; i++)
+		strided_row(&src, i, arr + i * 8);
+	fv_model_init(a, 1);
+	fv_model_init(b, 1);
+	assert_int_equal(fv_model_train(a, arr, N, 4, 16, &o, 3, &la), 0);
+	assert_int_equal(fv_model_train_rows(b, strided_row, &src, N, 4, 16, &o, 3, &lb), 0);
+	assert_memory_equal(fv_model_params(a), fv_model_params(b),
+			    sizeof(float) * fv_model_nparams(a));
+	assert_true(la == lb);
+	assert_int_equal(fv_model_train(a, arr, N, 0, 16, &o, 3, &la), 0);
+	assert_int_equal(fv_model_train_rows(b, strided_row, &src, N, 0, 16, &o, 3, &lb), 0);
+	assert_true(la == lb);
+	/* A NaN in a row that training would reach is refused up front. */
+	buf[2 * (N - 1 - 37) * 8 + 5] = NAN;
+	memcpy(arr, fv_model_params(b), sizeof(float) * fv_model_nparams(b));
+	assert_int_equal(fv_model_train_rows(b, strided_row, &src, N, 1, 16, &o, 3, &lb), -ERANGE);
+	assert_memory_equal(arr, fv_model_params(b), sizeof(float) * fv_model_nparams(b));
+	assert_int_equal(fv_model_train_rows(b, NULL, &src, N, 1, 16, &o, 3, &lb), -EINVAL);
+	free(buf);
+	free(arr);
+	fv_model_free(a);
+	fv_model_free(b);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -1353,6 +1401,7 @@ int main(void)
 		cmocka_unit_test(test_prox_grad),
 		cmocka_unit_test(test_train_prox),
 		cmocka_unit_test(test_determinism),
+		cmocka_unit_test(test_train_rows),
 		cmocka_unit_test(test_kernels_vs_ref),
 		cmocka_unit_test(test_kernels_train_paths),
 		cmocka_unit_test(test_score_matches_forward),
