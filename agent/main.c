@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "agent.h"
 #include "fedvigil/version.h"
@@ -28,14 +29,20 @@ static const char *config_path;
 static struct { const char *key, *val; } sets[64];
 static size_t nsets;
 
-/* defaults < file < command line, then the cross-field checks. 0, or
- * -errno with the message in err. Also what SIGHUP runs. */
+/* Environment variables FEDVIGIL_<SECTION>_<KEY> (containers). */
+#define ENV_PREFIX "FEDVIGIL_"
+
+/* defaults < file < environment < command line, then the cross-field
+ * checks. 0, or -errno with the message in err. Also what SIGHUP runs. */
 static int load_config(struct agent_config *cfg, char *err, size_t errlen)
 {
 	char why[512];
 	int r;
 
 	r = agent_config_load(cfg, config_path, err, errlen);
+	if (r < 0)
+		return r;
+	r = fv_cfg_env(agent_cfg_keys, agent_cfg_nkeys, cfg, ENV_PREFIX, environ, err, errlen);
 	if (r < 0)
 		return r;
 	for (size_t i = 0; i < nsets; i++) {
@@ -74,6 +81,10 @@ static void usage(FILE *out)
 		"      --dump-config      print the effective configuration and exit\n"
 		"  -h, --help             this help\n"
 		"  -V, --version          print the version\n"
+		"\n"
+		"Precedence: defaults < file < environment < command line (in its order).\n"
+		"Every key can be set from the environment as FEDVIGIL_<SECTION>_<KEY>,\n"
+		"e.g. FEDVIGIL_AGENT_BROKER=tcp://broker:1883, FEDVIGIL_DETECT_K=5.\n"
 		"\n"
 		"Configuration keys (section.key  type  default  help):\n");
 	fv_cfg_print_help(agent_cfg_keys, agent_cfg_nkeys, out);
@@ -194,6 +205,16 @@ int main(int argc, char **argv)
 	sa.sa_handler = on_hup;
 	sigaction(SIGHUP, &sa, NULL);
 	signal(SIGPIPE, SIG_IGN);
+	{
+		const char *unknown[8];
+		size_t nu = fv_cfg_env_unknown(agent_cfg_keys, agent_cfg_nkeys, ENV_PREFIX, environ,
+					       unknown, FV_ARRAY_SIZE(unknown));
+
+		for (size_t i = 0; i < nu && i < FV_ARRAY_SIZE(unknown); i++)
+			fv_log(FV_LOG_WARNING, "environment: %.*s is not a configuration key of "
+			       "fedvigil-agent (see --help); ignored",
+			       (int)strcspn(unknown[i], "="), unknown[i]);
+	}
 
 	struct agent *a = agent_new(&cfg);
 	if (!a) {

@@ -17,6 +17,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "coord.h"
 #include "fedvigil/mqtt.h"
@@ -63,7 +64,10 @@ static void usage(FILE *out)
 		"  -h, --help               show this help and exit\n"
 		"  -V, --version            show the version and exit\n"
 		"\n"
-		"Precedence: defaults < config file < command line, in command-line order.\n"
+		"Precedence: defaults < config file < environment < command line, in\n"
+		"command-line order. Every key can be set from the environment as\n"
+		"FEDVIGIL_<SECTION>_<KEY>, e.g. FEDVIGIL_COORDINATOR_BROKER=tcp://broker:1883,\n"
+		"FEDVIGIL_ROUND_DEADLINE_MS=10000.\n"
 		"Exit status: 0 ok, 1 runtime failure (e.g. corrupt state file), 2 bad\n"
 		"command line or configuration.\n"
 		"\n"
@@ -169,8 +173,12 @@ static int parse_args(int argc, char **argv, struct args *a)
 	return -1;
 }
 
-/* defaults < file < command line. Returns 0, or an exit code with the
- * message in err (the caller prints or logs it: this also runs on SIGHUP). */
+/* Environment variables FEDVIGIL_<SECTION>_<KEY> (containers). */
+#define ENV_PREFIX "FEDVIGIL_"
+
+/* defaults < file < environment < command line. Returns 0, or an exit code
+ * with the message in err (the caller prints or logs it: this also runs on
+ * SIGHUP). */
 static int build_config(const struct args *a, struct coord_config *cfg, char *err, size_t errlen)
 {
 	char why[512];
@@ -187,6 +195,8 @@ static int build_config(const struct args *a, struct coord_config *cfg, char *er
 		if (r < 0)
 			return COORD_EXIT_CONFIG;
 	}
+	if (fv_cfg_env(coord_cfg_keys, coord_cfg_nkeys, cfg, ENV_PREFIX, environ, err, errlen) < 0)
+		return COORD_EXIT_CONFIG;
 	for (int i = 0; i < a->n_ovr; i++) {
 		const struct override *o = &a->ovr[i];
 		char key[128];
@@ -495,6 +505,16 @@ int main(int argc, char **argv)
 		return COORD_EXIT_OK;
 	}
 	fv_log_setup(cfg.level, PROG);
+	{
+		const char *unknown[8];
+		size_t nu = fv_cfg_env_unknown(coord_cfg_keys, coord_cfg_nkeys, ENV_PREFIX, environ,
+					       unknown, FV_ARRAY_SIZE(unknown));
+
+		for (size_t i = 0; i < nu && i < FV_ARRAY_SIZE(unknown); i++)
+			fv_log(FV_LOG_WARNING, "environment: %.*s is not a configuration key of "
+			       PROG " (see --help); ignored",
+			       (int)strcspn(unknown[i], "="), unknown[i]);
+	}
 	/* The overrides stay: a reload applies them again over the file. */
 	r = run(&cfg, &a);
 	free(a.ovr);

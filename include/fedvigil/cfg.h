@@ -54,6 +54,30 @@ int fv_cfg_load(const struct fv_cfg_key *tab, size_t n, void *obj, const char *p
  * Same validation and error wording (with "command line" for the place). */
 int fv_cfg_set(const struct fv_cfg_key *tab, size_t n, void *obj, const char *dotted,
 	       const char *value, char *err, size_t errlen);
+/* ---- environment overrides (containers) ---- */
+
+/* Every key can also be set by an environment variable named prefix +
+ * SECTION + "_" + NAME in upper case, other characters than letters and
+ * digits as '_': with prefix "FEDVIGIL_", agent.broker is
+ * FEDVIGIL_AGENT_BROKER and round.deadline_ms FEDVIGIL_ROUND_DEADLINE_MS.
+ * (Unique as long as no section name has a '_'.) Writes the name into buf;
+ * 0, or -E2BIG when it does not fit. */
+int fv_cfg_env_name(const struct fv_cfg_key *k, const char *prefix, char *buf, size_t len);
+/* Apply the variables of envp ("NAME=value" strings, NULL-terminated, e.g.
+ * environ) that name a key of tab, in table order; an empty value sets an
+ * empty value. Precedence is the caller's: defaults < file < environment <
+ * command line. Same validation as fv_cfg_set; errors read
+ * "environment FEDVIGIL_ROUND_DEADLINE_MS: round.deadline_ms = 'x': not an
+ * integer (range 100..86400000)". Returns the number of keys set, or
+ * -EINVAL (keys before the bad one stay applied). */
+int fv_cfg_env(const struct fv_cfg_key *tab, size_t n, void *obj, const char *prefix,
+	       char *const *envp, char *err, size_t errlen);
+/* Variables of envp that start with prefix but name no key of tab (a typo,
+ * or another program's key): up to max of them into ret (pointers to the
+ * "NAME=value" strings of envp). Returns how many there are in all. */
+size_t fv_cfg_env_unknown(const struct fv_cfg_key *tab, size_t n, const char *prefix,
+			  char *const *envp, const char **ret, size_t max);
+
 /* Print two lines per key: "  section.name  (type range, default X)" and
  * the help text indented below it. */
 void fv_cfg_print_help(const struct fv_cfg_key *tab, size_t n, FILE *out);

@@ -453,6 +453,82 @@ int fv_cfg_set(const struct fv_cfg_key *tab, size_t n, void *obj, const char *do
 	return apply(k, obj, value, "command line", err, errlen);
 }
 
+/* ---- environment ---- */
+
+int fv_cfg_env_name(const struct fv_cfg_key *k, const char *prefix, char *buf, size_t len)
+{
+	int w = snprintf(buf, len, "%s%s_%s", prefix, k->section, k->name);
+
+	if (w < 0 || (size_t)w >= len)
+		return -E2BIG;
+	for (char *p = buf + strlen(prefix); *p; p++)
+		*p = isalnum((unsigned char)*p) ? (char)toupper((unsigned char)*p) : '_';
+	return 0;
+}
+
+/* The value of variable name in envp (the first one, as getenv does), or
+ * NULL. */
+static const char *env_value(char *const *envp, const char *name)
+{
+	size_t len = strlen(name);
+
+	for (size_t i = 0; envp && envp[i]; i++)
+		if (strncmp(envp[i], name, len) == 0 && envp[i][len] == '=')
+			return envp[i] + len + 1;
+	return NULL;
+}
+
+int fv_cfg_env(const struct fv_cfg_key *tab, size_t n, void *obj, const char *prefix,
+	       char *const *envp, char *err, size_t errlen)
+{
+	int count = 0;
+
+	for (size_t i = 0; i < n; i++) {
+		char name[192], place[224];
+		const char *v;
+		int r;
+
+		if (fv_cfg_env_name(&tab[i], prefix, name, sizeof(name)) < 0)
+			continue; /* too long to be set from the environment */
+		v = env_value(envp, name);
+		if (!v)
+			continue;
+		snprintf(place, sizeof(place), "environment %s", name);
+		r = apply(&tab[i], obj, v, place, err, errlen);
+		if (r < 0)
+			return r;
+		count++;
+	}
+	return count;
+}
+
+size_t fv_cfg_env_unknown(const struct fv_cfg_key *tab, size_t n, const char *prefix,
+			  char *const *envp, const char **ret, size_t max)
+{
+	size_t plen = strlen(prefix), found = 0;
+
+	for (size_t i = 0; envp && envp[i]; i++) {
+		const char *eq = strchr(envp[i], '=');
+		bool known = false;
+
+		if (strncmp(envp[i], prefix, plen) != 0 || !eq)
+			continue;
+		for (size_t j = 0; j < n && !known; j++) {
+			char name[192];
+
+			known = fv_cfg_env_name(&tab[j], prefix, name, sizeof(name)) == 0 &&
+				strlen(name) == (size_t)(eq - envp[i]) &&
+				strncmp(envp[i], name, (size_t)(eq - envp[i])) == 0;
+		}
+		if (known)
+			continue;
+		if (found < max)
+			ret[found] = envp[i];
+		found++;
+	}
+	return found;
+}
+
 /* ---- output ---- */
 
 static bool key_listed(const struct fv_cfg_key *k, const char *const *live);

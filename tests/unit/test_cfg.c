@@ -331,6 +331,67 @@ static void test_set(void **state)
 	assert_memory_equal(&c, &before, sizeof(c));
 }
 
+/* Environment overrides: names, precedence over the file, validation with
+ * the variable named, unknown variables reported. */
+static void test_env(void **state)
+{
+	struct tcfg c, before;
+	char err[512], path[256], name[64];
+	const char *unknown[4];
+	char *env[] = { "HOME=/root",
+			"FV_MAIN_COUNT=7",            /* another prefix: not ours */
+			"FEDVIGIL_MAIN_COUNT=42",
+			"FEDVIGIL_MAIN_LEVEL=debug",
+			"FEDVIGIL_IO_PATH=",          /* empty: sets an empty string */
+			"FEDVIGIL_MAIN_COUNT=99",     /* a duplicate: the first wins */
+			"FEDVIGIL_MAIN_CONT=1",       /* a typo */
+			"FEDVIGIL_OTHER",             /* no '=': not a variable */
+			NULL };
+	char *bad_int[] = { "FEDVIGIL_MAIN_COUNT=12x", NULL };
+	char *bad_str[] = { "FEDVIGIL_MAIN_NAME=secret-too-long", NULL };
+
+	(void)state;
+	assert_int_equal(fv_cfg_env_name(&keys[1], "FEDVIGIL_", name, sizeof(name)), 0);
+	assert_string_equal(name, "FEDVIGIL_MAIN_COUNT");
+	assert_int_equal(fv_cfg_env_name(&keys[6], "X_", name, sizeof(name)), 0);
+	assert_string_equal(name, "X_IO_PATH");
+	assert_int_equal(fv_cfg_env_name(&keys[1], "FEDVIGIL_", name, 10), -E2BIG);
+
+	/* The file sets count = 5; the environment wins over it. */
+	defaults(&c);
+	write_file("env.ini", "[main]\ncount = 5\nsmall = 3\n", path);
+	assert_int_equal(fv_cfg_load(keys, NK, &c, path, NULL, NULL, err, sizeof(err)), 0);
+	assert_int_equal(fv_cfg_env(keys, NK, &c, "FEDVIGIL_", env, err, sizeof(err)), 3);
+	assert_true(c.count == 42);
+	assert_int_equal(c.level, 3);
+	assert_string_equal(c.path, "");
+	assert_int_equal(c.small, 3); /* not in the environment: the file's */
+	/* ... and the command line wins over the environment. */
+	assert_int_equal(fv_cfg_set(keys, NK, &c, "main.count", "8", err, sizeof(err)), 0);
+	assert_true(c.count == 8);
+
+	/* A bad value names the variable, the key and the range. */
+	memcpy(&before, &c, sizeof(c));
+	assert_int_equal(fv_cfg_env(keys, NK, &c, "FEDVIGIL_", bad_int, err, sizeof(err)),
+			 -EINVAL);
+	assert_string_equal(err, "environment FEDVIGIL_MAIN_COUNT: main.count = '12x': not an "
+				 "integer (range 1..1000)");
+	assert_int_equal(fv_cfg_env(keys, NK, &c, "FEDVIGIL_", bad_str, err, sizeof(err)),
+			 -EINVAL);
+	assert_null(strstr(err, "secret")); /* strings are not echoed */
+	assert_non_null(strstr(err, "FEDVIGIL_MAIN_NAME"));
+	assert_memory_equal(&c, &before, sizeof(c));
+
+	/* Nothing set: nothing changes. */
+	assert_int_equal(fv_cfg_env(keys, NK, &c, "FEDVIGIL_", NULL, err, sizeof(err)), 0);
+	assert_memory_equal(&c, &before, sizeof(c));
+
+	/* Unknown: the typo only (the duplicate and other prefixes are not). */
+	assert_int_equal(fv_cfg_env_unknown(keys, NK, "FEDVIGIL_", env, unknown, 4), 1);
+	assert_string_equal(unknown[0], "FEDVIGIL_MAIN_CONT=1");
+	assert_int_equal(fv_cfg_env_unknown(keys, NK, "FEDVIGIL_", env, unknown, 0), 1);
+}
+
 static void test_dump_round_trip(void **state)
 {
 	struct tcfg c, d;
@@ -473,6 +534,7 @@ int main(void)
 		cmocka_unit_test(test_load_structure_errors),
 		cmocka_unit_test(test_extra),
 		cmocka_unit_test(test_set),
+		cmocka_unit_test(test_env),
 		cmocka_unit_test(test_dump_round_trip),
 		cmocka_unit_test(test_help),
 		cmocka_unit_test(test_apply_live),

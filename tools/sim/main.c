@@ -4,12 +4,14 @@
 
 #include "cli.h"
 #include "fedvigil/mqtt.h"
+#include "fedvigil/svc.h"
 #include "fedvigil/util.h"
 #include "fedvigil/version.h"
 
 #include <getopt.h>
 #include <inttypes.h>
 #include <math.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -44,6 +46,16 @@ struct opts {
 	uint32_t fault_mask;      /* allowed fault types */
 	bool quiet;               /* no per-fault lines */
 	double connect_timeout_s; /* give up if the broker is not reachable */
+	const char *metrics_listen; /* Prometheus page address, NULL = off */
+};
+
+/* What the Prometheus page shows (render_prom). */
+struct progress {
+	struct fv_mqtt *mq;       /* the client, for its counters */
+	uint64_t samples;         /* machine samples simulated */
+	uint64_t messages;        /* readings published */
+	uint64_t faults;          /* fault onsets so far */
+	int64_t k, n;             /* sample index, samples per machine */
 };
 
 static void usage(FILE *f)
@@ -71,6 +83,9 @@ static void usage(FILE *f)
 		"      --qos N              publish QoS 0, 1 or 2 (default 1)\n"
 		"      --connect-timeout S  give up when the broker is unreachable (default 10)\n"
 		"  -q, --quiet              do not print a line per fault onset\n"
+		"      --metrics-listen A   serve Prometheus metrics at http://A/metrics\n"
+		"                           (A = [HOST:]PORT, host default 127.0.0.1; for\n"
+		"                           fedvigil-health and container health checks)\n"
 		FV_CLI_MQTT_HELP
 		"  -h, --help               show this help\n"
 		"  -V, --version            show the version\n"
@@ -87,6 +102,7 @@ enum {
 	OPT_QOS,
 	OPT_TYPES,
 	OPT_CONNECT_TIMEOUT,
+	OPT_METRICS,
 };
 
 /* Returns 0, or an exit code (2 usage, -1 = exit 0 after --help/--version). */
@@ -108,6 +124,7 @@ static int parse_args(int argc, char **argv, struct opts *o)
 		{ "qos", required_argument, NULL, OPT_QOS },
 		{ "connect-timeout", required_argument, NULL, OPT_CONNECT_TIMEOUT },
 		{ "quiet", no_argument, NULL, 'q' },
+		{ "metrics-listen", required_argument, NULL, OPT_METRICS },
 		FV_CLI_MQTT_LONGOPTS,
 		{ "help", no_argument, NULL, 'h' },
 		{ "version", no_argument, NULL, 'V' },
@@ -199,6 +216,16 @@ static int parse_args(int argc, char **argv, struct opts *o)
 		case 'q':
 			o->quiet = true;
 			break;
+		case OPT_METRICS: {
+			char host[64];
+			uint16_t port;
+
+			if (fv_httpd_parse_listen(optarg, host, sizeof(host), &port) < 0)
+				return fv_cli_usage_error("--metrics-listen: '%s' is not [HOST:]PORT with "
+						   "a numeric host", optarg);
+			o->metrics_listen = optarg;
+			break;
+		}
 		case 'h':
 			usage(stdout);
 			return -1;
@@ -229,6 +256,51 @@ static int parse_args(int argc, char **argv, struct opts *o)
 		return fv_cli_usage_error("--normal: %g s leaves no time for faults in --duration %g s "
 				   "(use --faults 0 for a fault-free run)", o->normal_s, o->duration_s);
 	return 0;
+}
+
+static void render_prom(struct fv_prom *p, void *userdata)
+{
+	const struct progress *g = userdata;
+	struct fv_mqtt_stats st;
+
+	fv_prom_metric(p, "fedvigil_sim_samples_total", "counter",
+		       "Machine samples simulated (one per machine and period).",
+		       (double)g->samples);
+	fv_prom_metric(p, "fedvigil_sim_readings_published_total", "counter",
+		       "Sensor readings published.", (double)g->messages);
+	fv_prom_metric(p, "fedvigil_sim_faults_started_total", "counter",
+		       "Injected faults that have begun.", (double)g->faults);
+	fv_prom_metric(p, "fedvigil_sim_progress_ratio", "gauge",
+		       "Share of the simulated duration done.",
+		       g->n > 0 ? (double)g->k / (double)g->n : 0);
+	fv_mqtt_get_stats(g->mq, &st);
+	fv_prom_mqtt(p, &st, fv_mqtt_connected(g->mq));
+	fv_prom_process(p);
+}
+
+/* Sleep until ns after t0 like fv_cli_sleep_until, answering scrapes of
+ * the metrics page meanwhile (httpd may be NULL). */
+static void wait_until(const struct timespec *t0, int64_t ns, struct fv_httpd *httpd)
+{
+	struct pollfd pfd[FV_HTTPD_POLLFDS];
+	struct timespec now;
+
+	if (!httpd) {
+		fv_cli_sleep_until(t0, ns, &stop_signal);
+		return;
+	}
+	while (!stop_signal) {
+		int64_t left_ns, n;
+
+		clock_gettime(CLOCK_MONOTONIC, &now);
+		left_ns = ns - ((int64_t)(now.tv_sec - t0->tv_sec) * 1000000000LL +
+				(now.tv_nsec - t0->tv_nsec));
+		if (left_ns <= 0)
+			return;
+		n = fv_httpd_pollfds(httpd, pfd, FV_HTTPD_POLLFDS);
+		if (poll(pfd, (nfds_t)n, (int)FV_MIN(left_ns / 1000000 + 1, 100)) > 0)
+			fv_httpd_handle(httpd, pfd, (int)n, fv_now_mono_ms());
+	}
 }
 
 static int write_truth(const struct sim_plant *p, const char *path, int64_t limit)
@@ -268,6 +340,8 @@ int main(int argc, char **argv)
 	struct sim_plant *plant = NULL;
 	struct fv_mqtt *mq = NULL;
 	struct fv_mqtt_opts mo = { 0 };
+	struct fv_httpd *httpd = NULL;
+	struct progress prog = { 0 };
 	struct sigaction sa = { .sa_handler = on_signal };
 	struct timespec t0;
 	char err[256], client_id[64], topic[512], payload[96], when[40], until[40];
@@ -319,6 +393,16 @@ int main(int argc, char **argv)
 		rc = 1; /* reason logged by the client */
 		goto out;
 	}
+	prog.mq = mq;
+	prog.n = cfg.n_samples;
+	if (o.metrics_listen) {
+		httpd = fv_httpd_new(o.metrics_listen, render_prom, &prog, err, sizeof(err));
+		if (!httpd) {
+			fv_log(FV_LOG_ERR, "--metrics-listen %s: %s", o.metrics_listen, err);
+			rc = 1;
+			goto out;
+		}
+	}
 	r = fv_mqtt_start(mq);
 	if (r < 0) {
 		fv_log(FV_LOG_ERR, "cannot use broker %s: %s", o.broker, fv_strerror(r));
@@ -343,7 +427,8 @@ int main(int argc, char **argv)
 		int64_t ts = o.start_ms + k * o.period_ms;
 
 		if (o.speed > 0)
-			fv_cli_sleep_until(&t0, (int64_t)((double)k * (double)o.period_ms * 1e6 / o.speed), &stop_signal);
+			wait_until(&t0, (int64_t)((double)k * (double)o.period_ms * 1e6 / o.speed), httpd);
+		prog.k = k;
 		if (stop_signal)
 			break;
 		for (int m = 0; m < o.machines && rc == 0 && !stop_signal; m++) {
@@ -353,6 +438,8 @@ int main(int argc, char **argv)
 
 			sim_plant_step(plant, m, k, v, &onset);
 			samples++;
+			prog.samples = samples;
+			prog.faults += onset != NULL;
 			if (onset && !o.quiet)
 				printf("sim: fault %s on %s at %s (until %s, channel %s)\n",
 				       sim_fault_name(onset->type), name,
@@ -373,6 +460,7 @@ int main(int argc, char **argv)
 					break;
 				}
 				messages++;
+				prog.messages = messages;
 			}
 		}
 		if (rc)
@@ -404,6 +492,7 @@ int main(int argc, char **argv)
 	}
 	printf("sim: done samples=%" PRIu64 " messages=%" PRIu64 "\n", samples, messages);
 out:
+	fv_httpd_free(httpd);
 	fv_mqtt_free(mq, 1000);
 	sim_plant_free(plant);
 	return rc;
