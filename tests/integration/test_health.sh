@@ -65,6 +65,9 @@ fv_wait_for "agent healthy" 15 "$health" "$mport" || {
 out=$("$health" "$mport")
 [ "$out" = "healthy: main loop answering on 127.0.0.1:$mport, MQTT connected" ] ||
 	fv_fail "unexpected output: $out"
+# Without an address: the daemons' variable, as in the container images.
+FEDVIGIL_METRICS_LISTEN=127.0.0.1:$mport "$health" | grep -q '^healthy' ||
+	fv_fail "fedvigil-health did not take FEDVIGIL_METRICS_LISTEN"
 # It really used the environment's id and fleet: its retained birth.
 state=$(mosquitto_sub -h 127.0.0.1 -p "$FV_BROKER_PORT" -C 1 -W 5 \
 	-t 'fedvigil/v1/hf/agent/envagent/state' 2>/dev/null || true)
@@ -102,7 +105,7 @@ grep -q 'not connected to the MQTT broker' <<<"$out" || fv_fail "agent without b
 fv_wait_for "sim unhealthy" 10 bash -c "! '$health' -t 2 $sport" || fv_fail "sim healthy without a broker"
 
 # --- usage errors ---
-"$health" 2>/dev/null && fv_fail "no address accepted"
+env -u FEDVIGIL_METRICS_LISTEN "$health" 2>/dev/null && fv_fail "no address accepted"
 "$health" nohost:x 2>/dev/null && fv_fail "bad address accepted"
 rc=0
 "$health" -t 1 "$(fv_free_port)" >/dev/null || rc=$?

@@ -28,18 +28,21 @@
 
 static void usage(FILE *f)
 {
-	fprintf(f, "Usage: " PROG " [-t SECONDS] [HOST:]PORT\n"
-		   "Check that a fedvigil program is healthy: its Prometheus page at\n"
-		   "http://HOST:PORT/metrics (HOST default 127.0.0.1; the daemons' "
-		   "metrics.listen,\n"
-		   "fedvigil-sim's --metrics-listen) answers 200 within the timeout, which\n"
-		   "means its main loop is running, and reports fedvigil_mqtt_connected 1.\n"
-		   "\n"
-		   "  -t, --timeout S   give up after S seconds (default 5)\n"
-		   "  -q, --quiet       print nothing when healthy\n"
-		   "  -h, --help        show this help\n"
-		   "  -V, --version     show the version\n"
-		   "Exit: 0 healthy, 1 not healthy (the reason on stdout), 2 usage.\n");
+	fprintf(f,
+		"Usage: " PROG " [-t SECONDS] [[HOST:]PORT]\n"
+		"Check that a fedvigil program is healthy: its Prometheus page at\n"
+		"http://HOST:PORT/metrics (HOST default 127.0.0.1; the daemons'\n"
+		"metrics.listen, fedvigil-sim's --metrics-listen) answers 200 within the\n"
+		"timeout, which means its main loop is running, and reports\n"
+		"fedvigil_mqtt_connected 1. Without an address: $FEDVIGIL_METRICS_LISTEN,\n"
+		"the daemons' metrics.listen from the environment (the container images\n"
+		"set it).\n"
+		"\n"
+		"  -t, --timeout S   give up after S seconds (default 5)\n"
+		"  -q, --quiet       print nothing when healthy\n"
+		"  -h, --help        show this help\n"
+		"  -V, --version     show the version\n"
+		"Exit: 0 healthy, 1 not healthy (the reason on stdout), 2 usage.\n");
 }
 
 /* Connect to host:port within the deadline (monotonic ms). fd or -errno. */
@@ -156,7 +159,7 @@ int main(int argc, char **argv)
 	uint16_t port;
 	int64_t deadline;
 	char *page;
-	const char *body;
+	const char *body, *addr;
 	ssize_t len;
 	int c, fd, status = 0;
 	double connected;
@@ -184,12 +187,15 @@ int main(int argc, char **argv)
 			return fv_cli_usage_error("unknown option '%s'", argv[optind - 1]);
 		}
 	}
-	if (optind != argc - 1)
+	if (optind < argc - 1)
 		return fv_cli_usage_error("expected one address, [HOST:]PORT (e.g. 9109)");
-	if (fv_httpd_parse_listen(argv[optind], host, sizeof(host), &port) < 0 || port == 0)
+	addr = optind < argc ? argv[optind] : getenv("FEDVIGIL_METRICS_LISTEN");
+	if (!addr || !*addr)
+		return fv_cli_usage_error("no address: give [HOST:]PORT or set "
+					  "FEDVIGIL_METRICS_LISTEN");
+	if (fv_httpd_parse_listen(addr, host, sizeof(host), &port) < 0 || port == 0)
 		return fv_cli_usage_error("'%s' is not [HOST:]PORT with a numeric host and a "
-					  "port 1..65535",
-					  argv[optind]);
+					  "port 1..65535", addr);
 
 	deadline = fv_now_mono_ms() + (int64_t)(timeout_s * 1000);
 	fd = dial(host, port, deadline);
