@@ -22,6 +22,12 @@
 #define FV_NN_MAX_PARAMS (4u << 20)
 #define FV_NN_MAX_DROPOUT 0.9f  /* largest drop probability */
 #define FV_NN_MAX_NOISE 10.0f   /* largest input-noise standard deviation */
+/* Temporal (conv1d) models: */
+#define FV_NN_MAX_WINDOW 4096   /* time steps of an input, and of any layer */
+#define FV_NN_MAX_CHANNELS 1024 /* channels of any layer */
+#define FV_NN_MAX_KERNEL 31     /* taps of a convolution (odd) */
+#define FV_NN_MAX_STRIDE 8      /* stride of a convolution */
+#define FV_NN_MAX_CONV_ELEMS (1u << 18) /* steps * channels of any layer's output */
 
 enum fv_act {
 	FV_ACT_LINEAR = 0,
@@ -37,14 +43,25 @@ const char *fv_act_name(enum fv_act act);
 /* Model families. The value travels in ModelSpec.kind; 0 is the dense
  * autoencoder, so messages from before kinds existed stay valid. */
 enum fv_model_kind {
-	FV_MODEL_DENSE = 0, /* fully connected layers: sizes[], acts[] */
+	FV_MODEL_DENSE = 0,  /* fully connected layers: sizes[], acts[] */
+	FV_MODEL_CONV1D = 1, /* temporal: 1-D (transposed) convolutions over
+			      * the window's time axis (lib/nn/conv1d.c) */
+};
+
+/* What a conv1d layer does to the time axis. */
+enum fv_conv_op {
+	FV_CONV_DOWN = 0, /* convolution: L steps -> ceil(L / stride) */
+	FV_CONV_UP = 1,   /* transposed convolution: L steps -> L * stride */
 };
 
 /* Architecture. Dense: n_layers layers, sizes[0] inputs ... sizes[n_layers]
  * outputs (== sizes[0] for an autoencoder), acts[i] after layer i.
  * dropout and noise act only while training (fv_model_train()); scoring and
- * fv_model_forward()/fv_model_grad() are deterministic. Unused entries are
- * zero (specs are compared with memcmp). */
+ * fv_model_forward()/fv_model_grad() are deterministic.
+ * Conv1d: sizes[l] are channel counts (sizes[0] == sizes[n_layers] == the
+ * window's channels C), layer l is conv[l] with kernel[l] taps and
+ * stride[l]; the input is `window` steps of C values, time-major (W x C);
+ * no dropout. Unused entries are zero (specs are compared with memcmp). */
 struct fv_model_spec {
 	uint32_t kind;                          /* enum fv_model_kind */
 	uint32_t n_layers;                      /* 1..FV_NN_MAX_LAYERS */
@@ -58,6 +75,12 @@ struct fv_model_spec {
 						 * of zero-mean noise added to
 						 * the input (the loss compares
 						 * with the clean input); 0 = off */
+	uint32_t window;                        /* conv1d: time steps W of an
+						 * input; 0 for dense */
+	uint8_t conv[FV_NN_MAX_LAYERS];         /* conv1d: enum fv_conv_op */
+	uint8_t kernel[FV_NN_MAX_LAYERS];       /* conv1d: taps, odd,
+						 * 1..FV_NN_MAX_KERNEL */
+	uint8_t stride[FV_NN_MAX_LAYERS];       /* conv1d: 1..FV_NN_MAX_STRIDE */
 };
 
 /* Build an autoencoder spec: input -> hidden[0] -> ... -> hidden[n-1] -> input,
@@ -66,6 +89,17 @@ struct fv_model_spec {
 int fv_model_spec_autoencoder(uint32_t input, const uint32_t *hidden, uint32_t n_hidden,
 			      enum fv_act act, enum fv_act out_act,
 			      struct fv_model_spec *ret_spec);
+/* Build a temporal convolutional autoencoder over windows of `window`
+ * steps of `channels` values: n strided convolutions C -> filters[0] ->
+ * ... -> filters[n-1] (the encoder: each divides the length by stride),
+ * n transposed convolutions back through filters[n-1] ... filters[0]
+ * (each multiplies it by stride), and a stride-1 convolution to C
+ * channels with out_act; every layer has `kernel` taps (odd), the hidden
+ * ones `act`. window must be a multiple of stride^n. -EINVAL on bad
+ * arguments, -EDOM/-E2BIG when the result is not a valid spec. */
+int fv_model_spec_conv1d(uint32_t window, uint32_t channels, const uint32_t *filters,
+			 uint32_t n, uint32_t kernel, uint32_t stride, enum fv_act act,
+			 enum fv_act out_act, struct fv_model_spec *ret_spec);
 /* Set dropout p on every hidden layer's output and input noise sigma.
  * -EINVAL (spec untouched) unless 0 <= p <= FV_NN_MAX_DROPOUT and
  * 0 <= sigma <= FV_NN_MAX_NOISE. */
@@ -80,7 +114,10 @@ int fv_model_spec_validate(const struct fv_model_spec *spec);
 /* Number of parameters (weights + biases); 0 for a malformed spec. */
 size_t fv_model_spec_nparams(const struct fv_model_spec *spec);
 /* The layer widths as "128-64-32-16-32-64-128" into buf (always
- * terminated); returns the length it needed, like snprintf. */
+ * terminated); returns the length it needed, like snprintf. Conv1d:
+ * "conv1d 32x5: c32k7s2-c16k7s2-t16k7s2-t32k7s2-c5k7s1" (window x
+ * channels, then per layer c = conv or t = transposed, output channels,
+ * kernel, stride). */
 int fv_model_spec_format(const struct fv_model_spec *spec, char *buf, size_t len);
 
 /* ---- presets: the models of the literature ----
@@ -91,6 +128,11 @@ int fv_model_spec_format(const struct fv_model_spec *spec, char *buf, size_t len
  *                             code, input noise sigma 0.1 (denoising)
  *   sae     128-64-32-16-32-64-128  relu hidden, linear output (stacked
  *                             encoder with a mirrored decoder)
+ *   conv1d  temporal: conv 32 and 16 filters, kernel 7, stride 2, mirrored
+ *           by transposed convs, then a kernel-7 conv back to C channels;
+ *           relu hidden, linear output (the 1-D convolutional autoencoder
+ *           of Keras' time-series anomaly example). Needs the window and
+ *           the channels, not only their product: fv_model_spec_preset_wc().
  *
  * A preset fixes the hidden layers; its input and output layers take
  * whatever width the data has (window * channels), so "ae8" on 50 inputs is
@@ -101,17 +143,26 @@ enum fv_preset {
 	FV_PRESET_AE20 = 2,
 	FV_PRESET_DAE128 = 3,
 	FV_PRESET_SAE = 4,
+	FV_PRESET_CONV1D = 5,
 };
-#define FV_PRESET_COUNT 5
+#define FV_PRESET_COUNT 6
 
-/* "custom|ae8|ae20|dae128|sae" -> preset; -EINVAL otherwise. */
+/* "custom|ae8|ae20|dae128|sae|conv1d" -> preset; -EINVAL otherwise. */
 int fv_preset_parse(const char *s, enum fv_preset *ret_preset);
 const char *fv_preset_name(enum fv_preset p);
-/* Input width of the published model (0 for FV_PRESET_CUSTOM). */
+/* Input width of the published model (0 for FV_PRESET_CUSTOM, and for
+ * conv1d, which takes any window). */
 uint32_t fv_preset_nominal_input(enum fv_preset p);
 /* The preset's spec on `input` inputs. -EINVAL for CUSTOM or an unknown
  * preset, -E2BIG when input is too wide. */
 int fv_model_spec_preset(enum fv_preset p, uint32_t input, struct fv_model_spec *ret_spec);
+/* Any preset on windows of `window` steps of `channels` values: the dense
+ * ones on window * channels inputs (as fv_model_spec_preset()), conv1d
+ * through fv_model_spec_conv1d() (window a multiple of 4). -EINVAL for
+ * CUSTOM, an unknown preset or a zero size; -E2BIG/-EDOM when it does not
+ * fit. */
+int fv_model_spec_preset_wc(enum fv_preset p, uint32_t window, uint32_t channels,
+			    struct fv_model_spec *ret_spec);
 
 /* ---- memory budget ---- */
 

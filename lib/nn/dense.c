@@ -17,9 +17,8 @@
 
 /* ---- activations ---- */
 
-/* Chain rule through the activation, written in terms of its output y.
- * d: (n) in place, y: (n); d = d * act'(z). */
-static void act_backward(float *restrict d, const float *restrict y, size_t n, enum fv_act act)
+/* Shared with the other kinds through nn-int.h. */
+void fv_nn_act_backward(float *restrict d, const float *restrict y, size_t n, enum fv_act act)
 {
 	switch (act) {
 	case FV_ACT_LINEAR:
@@ -206,7 +205,7 @@ static void dense_backward(struct fv_model *m, const float *x, const float *targ
 			for (size_t i = 0; i < nout; i++)
 				d[i] *= mk[i];
 		}
-		act_backward(d, dn->act[l], nout, (enum fv_act)s->acts[l]);
+		fv_nn_act_backward(d, dn->act[l], nout, (enum fv_act)s->acts[l]);
 		/* dW (out, in) = d^T (out, B) x (B, in); db = column sums of d */
 		k->gemm(dw, d, 1, out, layer_input(m, x, l, train), in, NULL, out, in, B);
 		{

@@ -43,6 +43,19 @@ struct fv_nn_dense {
 	uint32_t max_width;              /* widest layer */
 };
 
+/* Conv1d state (lib/nn/conv1d.c): offsets into params and pointers into
+ * the model's float area. */
+struct fv_nn_conv1d {
+	size_t w_off[FV_NN_MAX_LAYERS];      /* offset of layer l's W in params */
+	size_t b_off[FV_NN_MAX_LAYERS];      /* offset of layer l's b in params */
+	uint32_t len[FV_NN_MAX_LAYERS + 1];  /* time steps into layer l; len[n_layers]
+					      * = the output's (== window) */
+	float *act[FV_NN_MAX_LAYERS];        /* (max_batch, len[l+1] * sizes[l+1])
+					      * outputs of layer l */
+	float *delta[2];                     /* (max_batch, max_elems) backprop scratch */
+	size_t max_elems;                    /* largest len[l] * sizes[l] */
+};
+
 struct fv_model {
 	struct fv_model_spec spec;       /* architecture (validated) */
 	const struct fv_nn_kind *kind;   /* its family's functions */
@@ -59,6 +72,7 @@ struct fv_model {
 	uint64_t rng_key;                /* training RNG: masks and noise */
 	uint64_t rng_ctr;                /* draws taken */
 	struct fv_nn_dense dense;        /* FV_MODEL_DENSE */
+	struct fv_nn_conv1d conv1d;      /* FV_MODEL_CONV1D */
 };
 
 /* One model family. Every function gets a model (or spec) of its kind. */
@@ -92,6 +106,14 @@ struct fv_nn_kind {
 };
 
 extern const struct fv_nn_kind fv_nn_kind_dense;
+extern const struct fv_nn_kind fv_nn_kind_conv1d;
+/* fv_model_spec_format() of a valid conv1d spec. */
+int fv_nn_conv1d_format(const struct fv_model_spec *spec, char *buf, size_t len);
+
+/* Chain rule through the activation for every kind (lib/nn/dense.c; the
+ * forward activation is fv_nn_kernels()->act), in terms of its output y:
+ * d: (n) in place, d = d * act'(z). */
+void fv_nn_act_backward(float *d, const float *y, size_t n, enum fv_act act);
 /* The family of a kind value; NULL if unknown (lib/nn/spec.c holds the table). */
 const struct fv_nn_kind *fv_nn_kind_get(uint32_t kind);
 

@@ -10,6 +10,7 @@
 /* Every model family, indexed by enum fv_model_kind. */
 static const struct fv_nn_kind *const kinds[] = {
 	[FV_MODEL_DENSE] = &fv_nn_kind_dense,
+	[FV_MODEL_CONV1D] = &fv_nn_kind_conv1d,
 };
 
 const struct fv_nn_kind *fv_nn_kind_get(uint32_t kind)
@@ -90,7 +91,13 @@ static const struct preset presets[FV_PRESET_COUNT] = {
 	[FV_PRESET_DAE128] = { "dae128", 128, 1, { 16 }, FV_ACT_TANH, FV_ACT_LINEAR, 0.2f, 0.1f },
 	[FV_PRESET_SAE] = { "sae", 128, 5, { 64, 32, 16, 32, 64 }, FV_ACT_RELU, FV_ACT_LINEAR, 0,
 			    0 },
+	/* Temporal: hidden[] are the encoder's filters (fv_model_spec_preset_wc). */
+	[FV_PRESET_CONV1D] = { "conv1d", 0, 2, { 32, 16 }, FV_ACT_RELU, FV_ACT_LINEAR, 0, 0 },
 };
+
+/* The conv1d preset's kernel and stride. */
+#define CONV1D_KERNEL 7
+#define CONV1D_STRIDE 2
 
 int fv_preset_parse(const char *s, enum fv_preset *ret_preset)
 {
@@ -121,7 +128,7 @@ int fv_model_spec_preset(enum fv_preset p, uint32_t input, struct fv_model_spec 
 	struct fv_model_spec s;
 	int r;
 
-	if ((unsigned)p >= FV_PRESET_COUNT || p == FV_PRESET_CUSTOM)
+	if ((unsigned)p >= FV_PRESET_COUNT || p == FV_PRESET_CUSTOM || p == FV_PRESET_CONV1D)
 		return -EINVAL;
 	ps = &presets[p];
 	r = fv_model_spec_autoencoder(input, ps->hidden, ps->n_hidden, ps->act, ps->out_act, &s);
@@ -132,6 +139,22 @@ int fv_model_spec_preset(enum fv_preset p, uint32_t input, struct fv_model_spec 
 		return r;
 	*ret_spec = s;
 	return 0;
+}
+
+int fv_model_spec_preset_wc(enum fv_preset p, uint32_t window, uint32_t channels,
+			    struct fv_model_spec *ret_spec)
+{
+	const struct preset *ps = &presets[FV_PRESET_CONV1D];
+
+	if (p != FV_PRESET_CONV1D) {
+		if (window == 0 || channels == 0)
+			return -EINVAL;
+		if ((uint64_t)window * channels > FV_NN_MAX_WIDTH)
+			return -E2BIG;
+		return fv_model_spec_preset(p, window * channels, ret_spec);
+	}
+	return fv_model_spec_conv1d(window, channels, ps->hidden, ps->n_hidden, CONV1D_KERNEL,
+				    CONV1D_STRIDE, ps->act, ps->out_act, ret_spec);
 }
 
 /* ---- specs ---- */
@@ -251,6 +274,8 @@ int fv_model_spec_format(const struct fv_model_spec *spec, char *buf, size_t len
 
 	if (len)
 		buf[0] = '\0';
+	if (spec && spec->kind == FV_MODEL_CONV1D)
+		return fv_nn_conv1d_format(spec, buf, len);
 	if (!spec || spec->kind != FV_MODEL_DENSE || spec->n_layers > FV_NN_MAX_LAYERS)
 		return snprintf(buf, len, "?");
 	for (uint32_t l = 0; l <= spec->n_layers; l++) {
