@@ -14,7 +14,8 @@ static const char *const level_names[] = { "err", "warning", "notice", "info", "
 /* Order matches enum fv_act, so the index is the activation. */
 static const char *const act_names[] = { "linear", "relu", "tanh", "sigmoid", NULL };
 /* Order matches enum fv_preset and enum fv_optim. */
-static const char *const preset_names[] = { "custom", "ae8", "ae20", "dae128", "sae", NULL };
+static const char *const preset_names[] = { "custom", "ae8",    "ae20", "dae128",
+					    "sae",    "conv1d", NULL };
 static const char *const optim_names[] = { "adam", "sgd", "momentum", NULL };
 /* Value encodings of [compression] (FV_ENC_FP32/FP16/INT8 and, with topk,
  * their TOPK_* forms) and of the model's parameters. */
@@ -64,8 +65,9 @@ const struct fv_cfg_key coord_cfg_keys[] = {
 
 	K_ENUM("model", "preset", preset, "custom", preset_names,
 	       "architecture: ae8 (8-4-2-4-8), ae20 (20-12-6-12-20), dae128 (128-16-128 "
-	       "denoising), sae (128-64-32-16 stacked), or custom (hidden, activation); a "
-	       "preset's input and output take the width window*channels"),
+	       "denoising), sae (128-64-32-16 stacked), conv1d (temporal convolutional AE: "
+	       "conv_filters, conv_kernel, conv_stride), or custom (hidden, activation); a "
+	       "dense preset's input and output take the width window*channels"),
 	K_INT("model", "window", window, "10", 1, 1024, "W: sample vectors per window"),
 	K_INT("model", "stride", stride, "1", 1, 1024, "S: vectors between window starts"),
 	K_INT("model", "channels", channels, "5", 1, 256, "C: channels per vector"),
@@ -84,6 +86,13 @@ const struct fv_cfg_key coord_cfg_keys[] = {
 	K_DBL("model", "noise", noise, "-1", -1, 10,
 	      "denoising: std of the noise added to normalised inputs in training; -1 = the "
 	      "preset's (dae128 0.1, else 0)"),
+	K_STR("model", "conv_filters", conv_filters, "32,16",
+	      "conv1d: filters of the encoder's strided convolutions (the decoder mirrors "
+	      "them); window must be a multiple of conv_stride^count"),
+	K_INT("model", "conv_kernel", conv_kernel, "7", 1, FV_NN_MAX_KERNEL,
+	      "conv1d: taps of every convolution (odd)"),
+	K_INT("model", "conv_stride", conv_stride, "2", 1, FV_NN_MAX_STRIDE,
+	      "conv1d: stride of the encoder's and decoder's layers"),
 	K_INT("model", "seed", seed, "1", 0, SEED_MAX,
 	      "seed of the initial weights, agent selection and local shuffling"),
 
@@ -230,6 +239,57 @@ static void compression_finish(struct coord_config *c)
 	c->comp.error_feedback = c->comp_error_feedback;
 }
 
+/* [model] preset = conv1d: the temporal autoencoder from conv_filters,
+ * conv_kernel and conv_stride over window x channels. */
+static int conv1d_spec(struct coord_config *c, char *err, size_t errlen)
+{
+	uint32_t filters[FV_NN_MAX_LAYERS];
+	int n, r;
+
+	/* 2n + 1 layers: at most 7 encoder levels. */
+	n = fv_model_hidden_parse(c->conv_filters, filters, (FV_NN_MAX_LAYERS - 1) / 2);
+	if (n <= 0) {
+		snprintf(err, errlen,
+			 "model.conv_filters = '%s': not a list of 1..%d filter counts like "
+			 "\"32,16\"",
+			 c->conv_filters, (FV_NN_MAX_LAYERS - 1) / 2);
+		return -EINVAL;
+	}
+	if (c->conv_kernel % 2 == 0) {
+		snprintf(err, errlen, "model.conv_kernel = %lld: must be odd (1..%d)",
+			 c->conv_kernel, FV_NN_MAX_KERNEL);
+		return -EINVAL;
+	}
+	/* The model's channels are the feature columns of each step (2 C with
+	 * features = both). */
+	r = fv_model_spec_conv1d((uint32_t)c->window,
+				 fv_feat_columns((enum fv_feat)c->features, (uint32_t)c->channels),
+				 filters, (uint32_t)n,
+				 (uint32_t)c->conv_kernel, (uint32_t)c->conv_stride, FV_ACT_RELU,
+				 FV_ACT_LINEAR, &c->spec);
+	if (r < 0) {
+		unsigned long long div = 1;
+
+		for (int i = 0; i < n; i++)
+			div *= (unsigned long long)c->conv_stride;
+		if (c->window % (long long)div != 0)
+			snprintf(err, errlen,
+				 "model.preset = conv1d: window = %lld is not a multiple of "
+				 "conv_stride^%d = %llu (%d strided layers of conv_filters = '%s')",
+				 c->window, n, div, n, c->conv_filters);
+		else
+			snprintf(err, errlen,
+				 "model.preset = conv1d with window %lld, %u columns, conv_filters "
+				 "'%s', conv_kernel %lld: %s (at most %u parameters, filters <= %d)",
+				 c->window,
+				 fv_feat_columns((enum fv_feat)c->features, (uint32_t)c->channels),
+				 c->conv_filters, c->conv_kernel,
+				 fv_strerror(r), (unsigned)FV_NN_MAX_PARAMS, FV_NN_MAX_CHANNELS);
+		return -EINVAL;
+	}
+	return 0;
+}
+
 int coord_config_finish(struct coord_config *c, char *err, size_t errlen)
 {
 	uint32_t hidden[FV_NN_MAX_LAYERS];
@@ -305,7 +365,11 @@ int coord_config_finish(struct coord_config *c, char *err, size_t errlen)
 	input = (uint32_t)c->window *
 		fv_feat_columns((enum fv_feat)c->features, (uint32_t)c->channels);
 	c->preset_nominal = fv_preset_nominal_input((enum fv_preset)c->preset);
-	if (c->preset != FV_PRESET_CUSTOM) {
+	if (c->preset == FV_PRESET_CONV1D) {
+		r = conv1d_spec(c, err, errlen);
+		if (r < 0)
+			return r;
+	} else if (c->preset != FV_PRESET_CUSTOM) {
 		/* A preset keeps its hidden layers; the input and output layers
 		 * take the data's width (see docs/models.md). */
 		r = fv_model_spec_preset((enum fv_preset)c->preset, input, &c->spec);
@@ -337,7 +401,15 @@ int coord_config_finish(struct coord_config *c, char *err, size_t errlen)
 			return -EINVAL;
 		}
 	}
-	if (c->dropout >= 0.0 || c->noise >= 0.0) {
+	if (c->preset == FV_PRESET_CONV1D) {
+		if (c->dropout > 0.0) {
+			snprintf(err, errlen, "model.dropout = %g: the conv1d model has no dropout "
+				 "(use model.noise to train it denoising)", c->dropout);
+			return -EINVAL;
+		}
+		if (c->noise >= 0.0)
+			c->spec.noise = (float)c->noise;
+	} else if (c->dropout >= 0.0 || c->noise >= 0.0) {
 		float p = c->spec.n_layers > 1 ? c->spec.dropout[0] : 0.0f;
 
 		r = fv_model_spec_regularize(&c->spec, c->dropout >= 0.0 ? (float)c->dropout : p,

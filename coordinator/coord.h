@@ -46,6 +46,9 @@ struct coord_config {
 	long long seed;              /* model init and selection seed */
 	double dropout;              /* hidden-layer dropout, < 0 = the preset's */
 	double noise;                /* input noise sigma, < 0 = the preset's */
+	char conv_filters[128];      /* conv1d: encoder filters, "32,16" */
+	long long conv_kernel;       /* conv1d: taps of every layer (odd) */
+	long long conv_stride;       /* conv1d: stride of the encoder/decoder layers */
 	/* [round] */
 	long long rounds;            /* training rounds to run, 0 = unlimited */
 	long long min_agents;        /* live agents needed before round 0 */

@@ -177,6 +177,14 @@ int fv_model_spec_validate(const struct fv_model_spec *spec)
 		return -EDOM;
 	if (!(spec->noise >= 0.0f && spec->noise <= FV_NN_MAX_NOISE)) /* NaN fails too */
 		return -EDOM;
+	if (spec->kind != FV_MODEL_CONV1D) {
+		/* Other kinds' fields stay zero: specs are compared with memcmp. */
+		static const uint8_t zero[FV_NN_MAX_LAYERS];
+
+		if (spec->window || memcmp(spec->conv, zero, sizeof(zero)) ||
+		    memcmp(spec->kernel, zero, sizeof(zero)) || memcmp(spec->stride, zero, sizeof(zero)))
+			return -EDOM;
+	}
 	r = k->validate(spec);
 	if (r < 0)
 		return r;

@@ -665,6 +665,9 @@ int wire_global_fill(struct pb_global *pg, const struct fv_global *g)
 	    (g->rule.margin != 0.0 && fv_thr_rule_check(&g->rule) < 0) ||
 	    !(g->smooth >= 0.0f && g->smooth <= 1.0f))
 		return -EINVAL;
+	if (s->kind == FV_MODEL_CONV1D &&
+	    (s->window != g->window || s->sizes[0] != fv_global_columns(g)))
+		return -EINVAL;
 	r = hdr_fill(&pg->h, &g->h);
 	if (r < 0)
 		return r;
@@ -685,6 +688,18 @@ int wire_global_fill(struct pb_global *pg, const struct fv_global *g)
 	pg->spec.dropout = pg->dropout;
 	pg->spec.noise = s->noise;
 	pg->spec.kind = s->kind;
+	if (s->kind == FV_MODEL_CONV1D) {
+		for (uint32_t l = 0; l < s->n_layers; l++) {
+			pg->conv[l] = s->conv[l];
+			pg->kernel[l] = s->kernel[l];
+			pg->stride[l] = s->stride[l];
+		}
+		pg->spec.window = s->window;
+		pg->spec.n_conv = pg->spec.n_kernel = pg->spec.n_stride = s->n_layers;
+		pg->spec.conv = pg->conv;
+		pg->spec.kernel = pg->kernel;
+		pg->spec.stride = pg->stride;
+	}
 
 	Fedvigil__V1__GlobalModel *m = &pg->m;
 
@@ -814,6 +829,20 @@ int wire_global_from_pb(const Fedvigil__V1__GlobalModel *m, const char *expect_f
 			return -EDOM;
 		g.spec.acts[l] = (uint8_t)ps->acts[l];
 	}
+	/* conv1d: one entry per layer in each of conv, kernel, stride; a dense
+	 * spec has none of them (the spec's validation checks the rest). */
+	if (ps->kind == FV_MODEL_CONV1D ? ps->n_conv != ps->n_acts || ps->n_kernel != ps->n_acts ||
+						  ps->n_stride != ps->n_acts
+					: ps->window || ps->n_conv || ps->n_kernel || ps->n_stride)
+		return -EDOM;
+	g.spec.window = ps->window;
+	for (size_t l = 0; l < ps->n_conv; l++) {
+		if (ps->conv[l] > UINT8_MAX || ps->kernel[l] > UINT8_MAX || ps->stride[l] > UINT8_MAX)
+			return -EDOM;
+		g.spec.conv[l] = (uint8_t)ps->conv[l];
+		g.spec.kernel[l] = (uint8_t)ps->kernel[l];
+		g.spec.stride[l] = (uint8_t)ps->stride[l];
+	}
 	if (fv_model_spec_validate(&g.spec) < 0)
 		return -EDOM;
 	np = fv_model_spec_nparams(&g.spec);
@@ -826,7 +855,11 @@ int wire_global_from_pb(const Fedvigil__V1__GlobalModel *m, const char *expect_f
 	g.features = (enum fv_feat)m->features;
 	if (m->window == 0 || m->stride == 0 || m->n_channels == 0 ||
 	    m->n_channels > FV_MAX_CHANNELS ||
-	    (uint64_t)m->window * fv_feat_columns(g.features, m->n_channels) != g.spec.sizes[0] ||
+	    (g.spec.kind == FV_MODEL_CONV1D
+		     ? g.spec.window != m->window ||
+			       g.spec.sizes[0] != fv_feat_columns(g.features, m->n_channels)
+		     : (uint64_t)m->window * fv_feat_columns(g.features, m->n_channels) !=
+			       g.spec.sizes[0]) ||
 	    (m->n_col_err && m->n_col_err != fv_feat_columns(g.features, m->n_channels)) ||
 	    m->n_mean != m->n_channels || m->n_std != m->n_channels ||
 	    m->params.len % width != 0 || m->params.len / width != np)

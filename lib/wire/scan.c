@@ -23,7 +23,8 @@
 #define HPARAMS_MAX 128
 #define HIST_MAX 4096   /* 240 varints of <= 10 bytes + 5 scalars */
 #define CHSTATS_MAX 128 /* 1 varint + 4 doubles: <= 56 bytes */
-#define SPEC_MAX 640    /* 17 + 16 varints of <= 5 bytes, 16 floats, 2 scalars */
+#define SPEC_MAX 1024   /* 17 + 16 varints of <= 5 bytes, 16 floats, 2 scalars;
+			 * conv1d: 1 scalar + 3 x 16 varints of <= 5 bytes */
 #define PARAMS_MAX ((size_t)FV_NN_MAX_PARAMS * 4)
 #define AGG_NAME_MAX 31 /* aggregation algorithm names ("trimmed_mean") */
 
@@ -79,6 +80,13 @@ static const struct pb_rule spec_rule[] = {
 	  .max_bytes = FV_NN_MAX_LAYERS * 4, .err = -EDOM },
 	ONE(21, PB_FIXED32),
 	ONE(22, PB_VARINT),
+	ONE(30, PB_VARINT),
+	{ .field = 31, .wire_types = PB_LEN | PB_VARINT, .max_count = FV_NN_MAX_LAYERS,
+	  .max_bytes = FV_NN_MAX_LAYERS * 5, .err = -EDOM },
+	{ .field = 32, .wire_types = PB_LEN | PB_VARINT, .max_count = FV_NN_MAX_LAYERS,
+	  .max_bytes = FV_NN_MAX_LAYERS * 5, .err = -EDOM },
+	{ .field = 33, .wire_types = PB_LEN | PB_VARINT, .max_count = FV_NN_MAX_LAYERS,
+	  .max_bytes = FV_NN_MAX_LAYERS * 5, .err = -EDOM },
 };
 static const struct pb_rules spec_rules = { spec_rule, FV_ARRAY_SIZE(spec_rule), 4 };
 

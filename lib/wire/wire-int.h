@@ -60,6 +60,9 @@ struct pb_global {
 	uint32_t sizes[FV_NN_MAX_LAYERS + 1];       /* spec.sizes */
 	uint32_t acts[FV_NN_MAX_LAYERS];            /* spec.acts */
 	float dropout[FV_NN_MAX_LAYERS];            /* spec.dropout */
+	uint32_t conv[FV_NN_MAX_LAYERS];            /* spec.conv (conv1d) */
+	uint32_t kernel[FV_NN_MAX_LAYERS];          /* spec.kernel (conv1d) */
+	uint32_t stride[FV_NN_MAX_LAYERS];          /* spec.stride (conv1d) */
 	uint8_t *le;                                /* big-endian hosts: LE params */
 	Fedvigil__V1__Histogram scores;             /* m.scores */
 	Fedvigil__V1__ScoreRule rule;               /* m.score_rule */

@@ -1366,6 +1366,74 @@ static void test_config_preset(void **state)
 			 -EINVAL);
 }
 
+/* [model] preset = conv1d and its conv_* keys; the errors name the rule. */
+static void test_config_conv1d(void **state)
+{
+	struct coord_config c;
+	char err[256];
+
+	(void)state;
+#define SET(k, v) \
+	assert_int_equal(fv_cfg_set(coord_cfg_keys, coord_cfg_nkeys, &c, k, v, err, sizeof(err)), 0)
+	assert_int_equal(coord_config_defaults(&c, err, sizeof(err)), 0);
+	SET("model.preset", "conv1d");
+	SET("model.window", "32");
+	SET("model.channels", "5");
+	assert_int_equal(coord_config_finish(&c, err, sizeof(err)), 0);
+	assert_int_equal(c.spec.kind, FV_MODEL_CONV1D);
+	assert_int_equal(c.spec.window, 32);
+	assert_int_equal(c.spec.n_layers, 5);
+	assert_int_equal(c.spec.sizes[0], 5);
+	assert_int_equal(c.spec.sizes[1], 32);
+	assert_int_equal(c.spec.sizes[2], 16);
+	assert_int_equal(c.spec.kernel[0], 7);
+	assert_int_equal(c.spec.stride[1], 2);
+	assert_int_equal(c.spec.stride[4], 1);
+	assert_int_equal(c.preset_nominal, 0);
+	/* Its channels are the feature columns: values and differences. */
+	SET("model.features", "both");
+	assert_int_equal(coord_config_finish(&c, err, sizeof(err)), 0);
+	assert_int_equal(c.spec.sizes[0], 10);
+	assert_int_equal(c.spec.sizes[5], 10);
+	SET("model.features", "values");
+	/* Other shapes, and noise (no dropout in this kind). */
+	SET("model.conv_filters", "8, 8, 4");
+	SET("model.conv_kernel", "3");
+	SET("model.conv_stride", "3");
+	SET("model.window", "54");
+	SET("model.noise", "0.2");
+	assert_int_equal(coord_config_finish(&c, err, sizeof(err)), 0);
+	assert_int_equal(c.spec.n_layers, 7);
+	assert_int_equal(c.spec.kernel[6], 3);
+	assert_true(c.spec.noise == 0.2f);
+	/* A window that does not divide. */
+	SET("model.window", "50");
+	assert_int_equal(coord_config_finish(&c, err, sizeof(err)), -EINVAL);
+	assert_non_null(strstr(err, "not a multiple of conv_stride^3 = 27"));
+	SET("model.window", "54");
+	SET("model.conv_kernel", "4");
+	assert_int_equal(coord_config_finish(&c, err, sizeof(err)), -EINVAL);
+	assert_non_null(strstr(err, "must be odd"));
+	SET("model.conv_kernel", "3");
+	SET("model.dropout", "0.2");
+	assert_int_equal(coord_config_finish(&c, err, sizeof(err)), -EINVAL);
+	assert_non_null(strstr(err, "no dropout"));
+	SET("model.dropout", "-1");
+	SET("model.conv_filters", "8,x");
+	assert_int_equal(coord_config_finish(&c, err, sizeof(err)), -EINVAL);
+	assert_non_null(strstr(err, "conv_filters"));
+	SET("model.conv_filters", "1,1,1,1,1,1,1,1"); /* 8 levels: 17 layers */
+	assert_int_equal(coord_config_finish(&c, err, sizeof(err)), -EINVAL);
+	SET("model.conv_filters", "1025");
+	SET("model.window", "3");
+	assert_int_equal(coord_config_finish(&c, err, sizeof(err)), -EINVAL);
+	assert_non_null(strstr(err, "filters <= 1024"));
+	assert_int_equal(fv_cfg_set(coord_cfg_keys, coord_cfg_nkeys, &c, "model.conv_stride", "9",
+				    err, sizeof(err)),
+			 -EINVAL);
+#undef SET
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -1386,6 +1454,7 @@ int main(void)
 		cmocka_unit_test(test_config),
 		cmocka_unit_test(test_config_preset),
 		cmocka_unit_test_setup_teardown(test_resume_optimizer_state, setup, teardown),
+		cmocka_unit_test(test_config_conv1d),
 		cmocka_unit_test_setup_teardown(test_machine, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_state_refused, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_straggler_dropped, setup, teardown),

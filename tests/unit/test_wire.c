@@ -472,6 +472,126 @@ static void test_update_col_err(void **state)
 	fv_update_clear(&u);
 }
 
+/* A temporal (conv1d) model: window 8 x CH channels, spec fields 30-33. */
+static void make_global_conv1d(struct fv_global *g)
+{
+	static const uint32_t filters[] = { 3 };
+
+	make_global(g);
+	assert_int_equal(fv_model_spec_conv1d(8, CH, filters, 1, 3, 2, FV_ACT_RELU, FV_ACT_LINEAR,
+					      &g->spec),
+			 0);
+	g->window = 8;
+	g->n_params = fv_model_spec_nparams(&g->spec);
+	free(g->params);
+	g->params = malloc(g->n_params * sizeof(float));
+	assert_non_null(g->params);
+	for (size_t i = 0; i < g->n_params; i++)
+		g->params[i] = (float)cos((double)i) * 0.25f;
+}
+
+static void test_global_conv1d(void **state)
+{
+	Fedvigil__V1__GlobalModel *m;
+	struct fv_global g, d;
+	uint8_t *buf, *b2;
+	size_t len, l2;
+
+	(void)state;
+	make_global_conv1d(&g);
+	assert_int_equal(fv_global_encode(&g, &buf, &len), 0);
+	memset(&d, 0, sizeof(d));
+	assert_int_equal(fv_global_decode(buf, len, FLEET, &d), 0);
+	assert_global_equal(&d, &g);
+	assert_int_equal(d.spec.kind, FV_MODEL_CONV1D);
+	assert_int_equal(d.spec.window, 8);
+	assert_int_equal(d.spec.kernel[2], 3);
+	assert_int_equal(d.spec.conv[1], FV_CONV_UP);
+	fv_global_clear(&d);
+
+	/* The encoder refuses a model whose window disagrees with its spec. */
+	g.window = 4;
+	assert_int_equal(fv_global_encode(&g, &b2, &l2), -EINVAL);
+	g.window = 8;
+
+	m = pb_of(&fedvigil__v1__global_model__descriptor, buf, len);
+#define TAMPER(stmt, undo, err)                      \
+	do {                                         \
+		stmt;                                \
+		repack(m, &b2, &l2);                 \
+		expect_global(b2, l2, FLEET, err);   \
+		free(b2);                            \
+		undo;                                \
+	} while (0)
+	/* The spec's window is the message's window, its channels the channels. */
+	TAMPER(m->spec->window = 16, m->spec->window = 8, -EDOM);
+	TAMPER(m->window = 16, m->window = 8, -EDOM);
+	TAMPER(m->spec->window = 0, m->spec->window = 8, -EDOM);
+	TAMPER((m->spec->sizes[0] = m->spec->sizes[3] = CH + 1), (m->spec->sizes[0] =
+		m->spec->sizes[3] = CH), -EDOM);
+	/* One entry per layer in each of conv, kernel, stride. */
+	TAMPER(m->spec->n_kernel--, m->spec->n_kernel++, -EDOM);
+	TAMPER(m->spec->n_stride = 0, m->spec->n_stride = 3, -EDOM);
+	TAMPER(m->spec->n_conv = 0, m->spec->n_conv = 3, -EDOM);
+	/* Bad layer values. */
+	TAMPER(m->spec->kernel[0] = 4, m->spec->kernel[0] = 3, -EDOM);
+	TAMPER(m->spec->kernel[0] = 259, m->spec->kernel[0] = 3, -EDOM); /* 3 mod 256 */
+	TAMPER(m->spec->stride[1] = 0, m->spec->stride[1] = 2, -EDOM);
+	TAMPER(m->spec->conv[1] = 2, m->spec->conv[1] = 1, -EDOM);
+	TAMPER(m->spec->conv[1] = 0, m->spec->conv[1] = 1, -EDOM); /* 8 -> 4 -> 2 -> 2 */
+	/* conv1d fields in a dense spec, and an unknown kind. */
+	TAMPER(m->spec->kind = FV_MODEL_DENSE, m->spec->kind = FV_MODEL_CONV1D, -EDOM);
+	TAMPER(m->spec->kind = 2, m->spec->kind = FV_MODEL_CONV1D, -EDOM);
+#undef TAMPER
+	repack(m, &b2, &l2);
+	expect_global(b2, l2, FLEET, 0); /* everything restored */
+	free(b2);
+	protobuf_c_message_free_unpacked((ProtobufCMessage *)m, NULL);
+	free(buf);
+	fv_global_clear(&g);
+
+	/* With features = both the model sees 2 * CH columns per step. */
+	make_global_conv1d(&g);
+	g.features = FV_FEAT_BOTH;
+	assert_int_equal(fv_global_encode(&g, &buf, &len), -EINVAL); /* sizes[0] is CH */
+	{
+		static const uint32_t filters[] = { 3 };
+
+		assert_int_equal(fv_model_spec_conv1d(8, 2 * CH, filters, 1, 3, 2, FV_ACT_RELU,
+						      FV_ACT_LINEAR, &g.spec),
+				 0);
+	}
+	g.n_params = fv_model_spec_nparams(&g.spec);
+	free(g.params);
+	g.params = calloc(g.n_params, sizeof(float));
+	assert_non_null(g.params);
+	assert_int_equal(fv_global_encode(&g, &buf, &len), 0);
+	memset(&d, 0, sizeof(d));
+	assert_int_equal(fv_global_decode(buf, len, FLEET, &d), 0);
+	assert_global_equal(&d, &g);
+	fv_global_clear(&d);
+	m = pb_of(&fedvigil__v1__global_model__descriptor, buf, len);
+	m->features = FV_FEAT_VALUES; /* CH columns, but the spec takes 2 * CH */
+	repack(m, &b2, &l2);
+	expect_global(b2, l2, FLEET, -EDOM);
+	free(b2);
+	protobuf_c_message_free_unpacked((ProtobufCMessage *)m, NULL);
+	free(buf);
+	fv_global_clear(&g);
+
+	/* A dense model carrying conv1d fields is refused too. */
+	make_global(&g);
+	assert_int_equal(fv_global_encode(&g, &buf, &len), 0);
+	m = pb_of(&fedvigil__v1__global_model__descriptor, buf, len);
+	m->spec->window = WIN;
+	repack(m, &b2, &l2);
+	expect_global(b2, l2, FLEET, -EDOM);
+	free(b2);
+	protobuf_c_message_free_unpacked((ProtobufCMessage *)m, NULL);
+	free(buf);
+	fv_global_clear(&g);
+}
+
 static void test_announce_roundtrip(void **state)
 {
 	uint32_t counts[] = { 0, 3, FV_MAX_SELECTED };
@@ -1532,6 +1652,7 @@ int main(void)
 		cmocka_unit_test(test_update_roundtrip),
 		cmocka_unit_test(test_global_roundtrip),
 		cmocka_unit_test(test_global_regularized_roundtrip),
+		cmocka_unit_test(test_global_conv1d),
 		cmocka_unit_test(test_global_detection_roundtrip),
 		cmocka_unit_test(test_update_col_err),
 		cmocka_unit_test(test_announce_roundtrip),
