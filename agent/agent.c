@@ -896,12 +896,12 @@ static void on_round(struct agent *a, const struct fv_mqtt_msg *m)
 
 /* ---- ingest ---- */
 
-static void log_score(struct agent *a, int64_t end_ms, float score, bool above)
+static void log_score(struct agent *a, int64_t end_ms, float score, float thr, bool above)
 {
 	if (!a->score_log)
 		return;
 	if (fprintf(a->score_log, "%" PRId64 ",%.6g,%.6g,%d,%d,%" PRIu64 "\n", end_ms,
-		    (double)score, (double)fv_scorer_threshold(a->sc), above, a->det.raised,
+		    (double)score, (double)thr, above, a->det.raised,
 		    a->gm.version) < 0 ||
 	    ferror(a->score_log)) {
 		/* Full disk and the like: report once, keep detecting. */
@@ -943,9 +943,10 @@ static void on_window(struct agent *a, int64_t start_ms, int64_t end_ms)
 		memcpy(a->alert_share, a->share, C * sizeof(float));
 	if (was_raised || a->det.raised)
 		vecbuf_mark_recent(&a->buf, a->gm.stride);
-	else if (!above)
-		fv_scorer_observe(a->sc, score);
-	log_score(a, end_ms, score, above);
+	log_score(a, end_ms, score, thr, above);
+	/* After the verdict: the adaptive threshold learns from every window
+	 * (censored at the threshold). */
+	fv_scorer_observe(a->sc, score);
 	if (ev == FV_DETECT_RAISED) {
 		a->n_alerts++;
 		publish_alert(a, "raised");

@@ -66,13 +66,15 @@ const struct fv_cfg_key agent_cfg_keys[] = {
 	  "calm windows in a row that clear an alert"),
 	K("detect", "top_channels", FV_CFG_INT, "3", 1, FV_MAX_CHANNELS, NULL, top_channels,
 	  "channels named in an alert, by share of the error"),
-	K("detect", "threshold", FV_CFG_ENUM, "global", 0, 0, thr_modes, thr_mode,
+	K("detect", "threshold", FV_CFG_ENUM, "adaptive", 0, 0, thr_modes, thr_mode,
 	  "global: the fleet's threshold; local: the fleet's rule on the fleet's and this "
-	  "machine's normal scores; adaptive: local, then following this machine's calm scores"),
+	  "machine's normal scores; adaptive: the fleet's, scaled by how far this machine's "
+	  "scores moved since its calibration"),
 	K("detect", "prior_windows", FV_CFG_DOUBLE, "2000", 0, 1e9, NULL, prior_windows,
-	  "local/adaptive: the fleet's normal scores count as this many windows"),
+	  "local: the fleet's normal scores count as this many windows; adaptive: the "
+	  "calibration's scores do"),
 	K("detect", "halflife", FV_CFG_DOUBLE, "2000", 1, 1e9, NULL, halflife,
-	  "adaptive: half-life, in windows, of this machine's calm scores"),
+	  "adaptive: half-life, in windows, of the scores it follows"),
 	K("detect", "calib_prior", FV_CFG_DOUBLE, "100", 0, 1e9, NULL, calib_prior,
 	  "calibration: the fleet's per-column normal errors count as this many windows"),
 	FV_MQTT_TLS_KEYS(struct agent_config, tls),

@@ -145,13 +145,13 @@ const struct fv_cfg_key coord_cfg_keys[] = {
 	K_ENUM("threshold", "method", method, "percentile", thr_names,
 	       "percentile|meanstd|pot: how the threshold is read from the fleet's merged "
 	       "normal-score statistics"),
-	K_DBL("threshold", "percentile", percentile, "99.5", 50.0, 99.999,
+	K_DBL("threshold", "percentile", percentile, "99", 50.0, 99.999,
 	      "percentile and pot: the quantile (in %) of normal scores to alert above"),
 	K_DBL("threshold", "k", k, "3.0", 0.0, 100.0,
 	      "meanstd: threshold = mean + k * standard deviation of normal scores"),
 	K_DBL("threshold", "margin", margin, "1.0", 0.1, 100.0,
 	      "alert threshold = the method's value * margin"),
-	K_BOOL("threshold", "calibrate", calibrate, "false",
+	K_BOOL("threshold", "calibrate", calibrate, "true",
 	       "agents divide each input column's error by its mean on their own normal "
 	       "windows (one threshold then fits machines whose normal differs)"),
 	K_DBL("threshold", "smooth", smooth, "1.0", 0.01, 1.0,

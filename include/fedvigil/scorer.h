@@ -22,9 +22,15 @@
  *   global    the fleet's threshold as published;
  *   local     the fleet's rule applied to (fleet's normal scores scaled to
  *             prior_windows) + (this agent's normal scores, at calibration);
- *   adaptive  local, then every calm window's score joins the agent's part
- *             with exponential decay (half-life `halflife` windows), so the
- *             threshold follows slow changes of normal.
+ *   adaptive  the fleet's threshold, scaled by how far this agent's scores
+ *             have moved since its calibration: thr = fleet threshold *
+ *             Q(recent) / Q(reference), Q the fleet's rule, the reference
+ *             the agent's own normal scores at calibration (the fleet's
+ *             before it has any), recent = the reference (weight
+ *             prior_windows) plus every observed window with exponential
+ *             decay (half-life `halflife` windows). A window above the
+ *             threshold counts as Q(recent) itself (censored), so anomalies
+ *             neither pull the threshold up nor, left out, bias it down.
  * No threshold (0: no alerts) until the fleet has published one. */
 #ifndef FEDVIGIL_SCORER_H
 #define FEDVIGIL_SCORER_H
@@ -52,7 +58,7 @@ const char *fv_thr_mode_name(enum fv_thr_mode m);
 /* The agent's choices ([detect]). */
 struct fv_scorer_opts {
 	enum fv_thr_mode mode; /* which threshold */
-	double prior_windows;  /* local, adaptive: weight of the fleet's scores (>= 0) */
+	double prior_windows;  /* windows: fleet's scores (local), reference (adaptive) */
 	double halflife;       /* adaptive: half-life of own scores in windows (> 0) */
 	double calib_prior;    /* calibration: windows the fleet's column errors count as */
 };
@@ -95,8 +101,9 @@ int fv_scorer_score(struct fv_scorer *s, const float *raw, bool cont, float *ret
 
 /* The threshold in force (0 = none: no alerts). */
 float fv_scorer_threshold(const struct fv_scorer *s);
-/* A window scored this and raised no alarm: the adaptive threshold learns
- * from it (no-op in the other modes). */
+/* A window scored this (call for every window, after its verdict): the
+ * adaptive threshold learns from it, censored as described above (no-op in
+ * the other modes). */
 void fv_scorer_observe(struct fv_scorer *s, float score);
 /* Windows in the last calibration (0: none since the model). */
 size_t fv_scorer_calibrated(const struct fv_scorer *s);

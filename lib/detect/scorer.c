@@ -28,6 +28,7 @@ struct fv_scorer {
 	double ewma;               /* smoothing state */
 	bool have_ewma;            /* ewma is valid */
 	struct fv_thr_adapt ad;    /* local and adaptive thresholds */
+	double ref_q;              /* adaptive: the rule's value on the reference */
 	float thr;                 /* threshold in force */
 	size_t calib_n;            /* windows of the last calibration */
 };
@@ -125,24 +126,42 @@ static void set_weights(struct fv_scorer *s, const double *sum, size_t n)
 		s->w[c] = (float)(1.0 / fmax(e[c], floor_));
 }
 
-/* The thresholds of local/adaptive mode from the fleet's scores (prior)
- * and own (NULL: none yet). */
+/* The threshold of local/adaptive mode from the fleet's scores and own
+ * (NULL: none yet).
+ *   local:    the fleet's rule on (fleet scaled to prior_windows) + own.
+ *   adaptive: the fleet's threshold times Q(recent) / Q(reference), where
+ *             the reference is own (the fleet's scores before any) and
+ *             recent starts as the reference (weight prior_windows) and
+ *             follows the observed scores with decay: 1 at first, then the
+ *             factor by which this machine's normal has moved since its
+ *             calibration. */
 static void set_threshold(struct fv_scorer *s, const struct fv_sdist *own)
 {
 	const struct fv_global *g = s->g;
-	struct fv_sdist prior;
-	double halflife = s->o.mode == FV_THRMODE_ADAPTIVE ? s->o.halflife : 0.0;
+	struct fv_sdist fleet;
+	const struct fv_sdist *ref;
+	double x;
 
 	s->thr = g->threshold;
+	s->ref_q = 0.0;
 	if (s->o.mode == FV_THRMODE_GLOBAL || !(g->threshold > 0.0f))
 		return;
-	fv_sdist_from_hist(&prior, &g->scores, 1.0);
-	if (fv_thr_adapt_init(&s->ad, &g->rule, &prior, s->o.prior_windows, halflife) < 0)
-		return; /* the decoder checked the rule: cannot happen */
-	if (own)
-		fv_thr_adapt_seed(&s->ad, own);
-	if (fv_thr_adapt_threshold(&s->ad) > 0.0)
-		s->thr = (float)fv_thr_adapt_threshold(&s->ad);
+	fv_sdist_from_hist(&fleet, &g->scores, 1.0);
+	if (s->o.mode == FV_THRMODE_LOCAL) {
+		if (fv_thr_adapt_init(&s->ad, &g->rule, &fleet, s->o.prior_windows, 0.0) < 0)
+			return; /* the decoder checked the rule: cannot happen */
+		if (own)
+			fv_thr_adapt_seed(&s->ad, own);
+		if (fv_thr_adapt_threshold(&s->ad) > 0.0)
+			s->thr = (float)fv_thr_adapt_threshold(&s->ad);
+		return;
+	}
+	ref = own && own->total > 0.0 ? own : &fleet;
+	if (fv_thr_compute(ref, &g->rule, &x) < 0 || !(x > 0.0) ||
+	    fv_thr_adapt_init(&s->ad, &g->rule, ref, fmax(s->o.prior_windows, 1.0), s->o.halflife) <
+		    0)
+		return; /* nothing to adapt from: the fleet's threshold */
+	s->ref_q = x;
 }
 
 int fv_scorer_set_model(struct fv_scorer *s, const struct fv_global *g)
@@ -314,10 +333,21 @@ float fv_scorer_threshold(const struct fv_scorer *s)
 
 void fv_scorer_observe(struct fv_scorer *s, float score)
 {
-	if (!s->g || s->o.mode != FV_THRMODE_ADAPTIVE || !(s->g->threshold > 0.0f))
+	double x, v = score;
+
+	if (!s->g || s->o.mode != FV_THRMODE_ADAPTIVE || !(s->ref_q > 0.0) || !isfinite(v))
 		return;
-	if (fv_thr_adapt_observe(&s->ad, score) == 0 && fv_thr_adapt_threshold(&s->ad) > 0.0)
-		s->thr = (float)fv_thr_adapt_threshold(&s->ad);
+	/* Censored: a window above the threshold counts as the rule's current
+	 * value on the recent scores (where the threshold sits in their
+	 * terms), so leaving anomalies out does not bias the quantile down,
+	 * and a long anomaly cannot drag it up. */
+	if (s->thr > 0.0f && v > s->thr)
+		v = fv_thr_adapt_threshold(&s->ad);
+	if (fv_thr_adapt_observe(&s->ad, v) < 0)
+		return;
+	x = fv_thr_adapt_threshold(&s->ad);
+	if (x > 0.0)
+		s->thr = (float)((double)s->g->threshold * x / s->ref_q);
 }
 
 size_t fv_scorer_calibrated(const struct fv_scorer *s)

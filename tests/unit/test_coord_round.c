@@ -1240,7 +1240,8 @@ static void test_config(void **state)
 	assert_int_equal(c.window, 10);
 	assert_int_equal(c.channels, 5);
 	assert_int_equal(c.deadline_ms, 30000);
-	assert_true(c.percentile == 99.5);
+	assert_true(c.percentile == 99.0);
+	assert_true(c.calibrate);
 	assert_int_equal(c.level, FV_LOG_INFO);
 	assert_int_equal(c.activation, FV_ACT_TANH);
 	assert_int_equal(c.spec.sizes[0], 50);
@@ -1267,7 +1268,7 @@ static void test_config(void **state)
 	assert_int_equal(coord_config_defaults(&c, err, sizeof(err)), 0);
 	assert_int_equal(coord_config_finish(&c, err, sizeof(err)), 0);
 	assert_int_equal(c.rule.method, FV_THR_PERCENTILE);
-	assert_true(fabs(c.rule.q - 0.995) < 1e-15 && c.rule.margin == 1.0);
+	assert_true(fabs(c.rule.q - 0.99) < 1e-15 && c.rule.margin == 1.0);
 	assert_int_equal(fv_cfg_set(coord_cfg_keys, coord_cfg_nkeys, &c, "threshold.method", "spot",
 				    err, sizeof(err)),
 			 -EINVAL);

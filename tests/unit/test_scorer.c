@@ -205,8 +205,7 @@ static void test_calibrate_prior(void **state)
  * 20 bins a decade). global: the published threshold, whatever happens.
  * local: the fleet's rule on the fleet's scores (weight prior_windows =
  * 100) plus the agent's own (0.3 and 1.7, as in test_calibrate_hand
- * without smoothing), fixed between calibrations. adaptive: calm scores
- * move it. */
+ * without smoothing), fixed between calibrations. adaptive: below. */
 static void test_modes(void **state)
 {
 	struct fixture f;
@@ -253,18 +252,36 @@ static void test_modes(void **state)
 	fv_scorer_observe(s, 100.0f);
 	assert_near(fv_scorer_threshold(s), expect, 1e-6);
 	fv_scorer_free(s);
-	/* adaptive, halflife 1: after calm scores at 50, the own part is
-	 * nearly all at 50 but weighs ~2 against the prior's 100: the median
-	 * stays in 1.0's bin; with prior 0 it follows to 50's bin */
+	/* adaptive: the fleet's threshold times Q(recent) / Q(reference).
+	 * Right after calibration recent == reference: exactly the fleet's.
+	 * The reference is own (0.3, 1.7): Q0 = their median. With halflife 1
+	 * and prior 2, thirty windows at 1.0 make recent ~ all 1.0, so the
+	 * threshold becomes 5 * Q(1.0's bin) / Q0. Windows far above it then
+	 * count as Q(recent) itself: the threshold stays in that bin. */
+	double q0, lo, hi;
+
+	fv_sdist_init(&d);
+	fv_sdist_add(&d, 0.3, 1.0);
+	fv_sdist_add(&d, 1.7, 1.0);
+	assert_int_equal(fv_thr_compute(&d, &f.g.rule, &q0), 0);
+	lo = 5.0 * 1.0 / q0;
+	hi = 5.0 * pow(10.0, 0.05) / q0;
 	o.mode = FV_THRMODE_ADAPTIVE;
-	o.prior_windows = 0;
+	o.prior_windows = 2;
+	o.halflife = 1;
 	s = fv_scorer_new(&o, 2);
 	assert_int_equal(fv_scorer_set_model(s, &f.g), 0);
+	assert_true(fv_scorer_threshold(s) == 5.0f); /* no own data: the fleet's */
 	assert_int_equal(fv_scorer_calibrate(s, x, NULL, 2, NULL, NULL), 0);
-	for (int i = 0; i < 20; i++)
-		fv_scorer_observe(s, 50.0f);
-	/* 50 lies in the bin [10^1.65, 10^1.7) */
-	assert_true(fv_scorer_threshold(s) >= 44.6f && fv_scorer_threshold(s) < 50.2f);
+	assert_near(fv_scorer_threshold(s), 5.0, 1e-5);
+	for (int i = 0; i < 30; i++)
+		fv_scorer_observe(s, 1.0f);
+	assert_true(fv_scorer_threshold(s) >= lo && fv_scorer_threshold(s) < hi);
+	for (int i = 0; i < 100; i++)
+		fv_scorer_observe(s, 1e6f);
+	assert_true(fv_scorer_threshold(s) >= lo && fv_scorer_threshold(s) < hi);
+	fv_scorer_observe(s, NAN); /* ignored */
+	assert_true(fv_scorer_threshold(s) >= lo && fv_scorer_threshold(s) < hi);
 	fv_scorer_free(s);
 	/* no fleet threshold yet: no alerts in any mode */
 	f.g.threshold = 0.0f;
