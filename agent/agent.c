@@ -14,7 +14,6 @@
 #include "fedvigil/version.h"
 
 #define MAX_TICKS_PER_MSG 100000
-#define MAX_EPOCHS 1000
 #define PENDING_RETRY_MS 250
 #define SEEN_MAGIC "FVSEEN"
 #define SEEN_FORMAT 1
@@ -721,8 +720,8 @@ static void resync_model(struct agent *a)
 static void do_train_round(struct agent *a)
 {
 	const struct fv_hparams *hp = &a->ann.hp;
-	struct fv_train_opts ao = FV_TRAIN_DEFAULTS;
-	struct fv_model *tm = NULL;
+	struct fv_local_opts lo = { .epochs = hp->epochs, .seed = hp->seed,
+				    .train = FV_TRAIN_DEFAULTS };
 	struct fv_update u;
 	float *x = NULL, *delta = NULL, loss = 0;
 	uint8_t *cont = NULL;
@@ -762,33 +761,27 @@ static void do_train_round(struct agent *a)
 	u.n_col_err = fv_global_columns(&a->gm);
 	u.col_err = col_err; /* borrowed */
 
-	uint32_t batch = hp->batch < 1 ? 1 : FV_MIN(hp->batch, (uint32_t)a->cfg.max_batch);
+	/* The announcement comes from the network: the batch is capped by our
+	 * memory budget, the epochs by the library (lib/fl/local.c, shared
+	 * with fedvigil-eval). */
+	lo.batch = hp->batch < 1 ? 1 : FV_MIN(hp->batch, (uint32_t)a->cfg.max_batch);
+	lo.train.optim = hp->optim;
+	lo.train.lr = hp->lr;
+	lo.train.momentum = hp->momentum;
+	lo.train.weight_decay = hp->weight_decay;
+	lo.train.prox_mu = hp->prox_mu; /* FedProx, towards the base model */
 	P = a->gm.n_params;
-	tm = fv_model_new(&a->gm.spec, batch);
 	delta = malloc(P * sizeof(float));
-	if (!tm || !delta) {
+	if (!delta) {
 		fv_log(FV_LOG_ERR, "round %" PRIu64 ": out of memory for training", a->ann.h.round);
 		goto out;
 	}
-	fv_model_set_params(tm, a->gm.params, P);
-	fv_model_optim_reset(tm);
-	ao.optim = hp->optim;
-	ao.lr = hp->lr;
-	ao.momentum = hp->momentum;
-	ao.weight_decay = hp->weight_decay;
-	/* FedProx: pull the local weights towards the round's base model. */
-	ao.prox_mu = hp->prox_mu;
-	ao.prox_base = a->gm.params;
-	/* The announcement comes from the network: bound the work it asks for. */
-	r = fv_model_train(tm, x, N, FV_MIN(hp->epochs, MAX_EPOCHS), batch, &ao, hp->seed, &loss);
-	if (r < 0 || !isfinite(loss)) {
+	r = fv_local_train(&a->gm.spec, a->gm.params, P, x, N, &lo, delta, &loss);
+	if (r < 0) {
 		fv_log(FV_LOG_ERR, "round %" PRIu64 ": local training failed: %s", a->ann.h.round,
-		       r < 0 ? fv_strerror(r) : "loss is not finite");
+		       r == -ERANGE ? "loss is not finite" : fv_strerror(r));
 		goto out;
 	}
-	const float *p = fv_model_params(tm);
-	for (size_t i = 0; i < P; i++)
-		delta[i] = p[i] - a->gm.params[i];
 	u.loss = loss;
 	u.n_params = P;
 	u.delta = delta; /* borrowed */
@@ -800,7 +793,6 @@ static void do_train_round(struct agent *a)
 		       u.h.round, N, hp->epochs, (double)loss, a->sent_len, fv_enc_name(u.enc),
 		       fv_now_mono_ms() - t0);
 out:
-	fv_model_free(tm);
 	free(delta);
 	free(x);
 	free(cont);

@@ -9,6 +9,7 @@
 #include "fedvigil/cfg.h"
 #include "fedvigil/detect.h"
 #include "fedvigil/fl.h"
+#include "fedvigil/fleet.h"
 #include "fedvigil/ingest.h"
 #include "fedvigil/mqtt.h"
 #include "fedvigil/nn.h"

@@ -28,6 +28,7 @@
 #include "coord.h"
 #include "fedvigil/scorer.h"
 #include "fedvigil/fl.h"
+#include "fedvigil/fleet.h"
 #include "fedvigil/mqtt.h"
 #include "fedvigil/sign.h"
 #include "fedvigil/svc.h"
@@ -707,6 +708,7 @@ static int close_stats(struct coord *co)
 	struct fv_chstats *merged;
 	struct fv_global g;
 	struct fv_model *m = NULL;
+	uint32_t bad = 0;
 	int r = -ENOMEM;
 
 	memset(&g, 0, sizeof(g));
@@ -720,20 +722,11 @@ static int close_stats(struct coord *co)
 	for (uint32_t i = 0; i < co->n_upd; i++)
 		for (uint32_t c = 0; c < C; c++)
 			fv_chstats_merge(&merged[c], &co->upd[i].stats[c]);
-	for (uint32_t c = 0; c < C; c++) {
-		/* The std floor scales with the signal: 1e-3 of |mean| (at
-		 * least 1e-3), so a constant channel of 1000 bar does not turn
-		 * 0.01 bar of noise into a 10-sigma event. */
-		double mean = merged[c].count ? merged[c].sum / (double)merged[c].count : 0.0;
-		double min_std = 1e-3 * FV_MAX(1.0, fabs(mean));
-
-		r = fv_norm_from_stats(&merged[c], 1, min_std, &g.mean[c], &g.std[c]);
-		if (r < 0) {
-			fv_log(FV_LOG_WARNING,
-			       "statistics round: channel %u: %s (no agent reported readings)", c,
-			       fv_strerror(r));
-			goto fail;
-		}
+	r = fv_fleet_norm(merged, C, g.mean, g.std, &bad);
+	if (r < 0) {
+		fv_log(FV_LOG_WARNING, "statistics round: channel %u: %s (no agent reported readings)",
+		       bad, fv_strerror(r));
+		goto fail;
 	}
 	m = fv_model_new_scorer(&cfg->spec, 1);
 	if (!m) {
