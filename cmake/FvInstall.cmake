@@ -10,7 +10,8 @@
 include(GNUInstallDirs)
 
 install(TARGETS fedvigil-agent fedvigil-coordinator fedvigil-sim fedvigil-replay
-        fedvigil-score fedvigil-keygen fedvigil-health RUNTIME DESTINATION ${CMAKE_INSTALL_BINDIR})
+        fedvigil-score fedvigil-keygen fedvigil-health fedvigil-eval
+        RUNTIME DESTINATION ${CMAKE_INSTALL_BINDIR})
 
 # Units: generated at install time for the prefix actually used.
 install(CODE "set(FV_UNITS_SRC \"${CMAKE_SOURCE_DIR}/systemd\")
