@@ -158,7 +158,7 @@ static void conv1d_layout(struct fv_model *m, struct fv_nn_arena *a)
 	const struct fv_model_spec *s = &m->spec;
 	struct fv_nn_conv1d *c = &m->conv1d;
 	uint32_t B = m->max_batch;
-	size_t off = 0;
+	size_t off = 0, scratch = 0;
 
 	lengths(s, c->len); /* the spec is valid */
 	c->max_elems = 0;
@@ -170,7 +170,11 @@ static void conv1d_layout(struct fv_model *m, struct fv_nn_arena *a)
 		c->b_off[l] = off;
 		off += s->sizes[l + 1];
 		c->act[l] = fv_nn_arena_take(a, B, (size_t)c->len[l + 1] * s->sizes[l + 1]);
+		scratch = FV_MAX(scratch, fv_conv1d_scratch(B, c->len[l], s->sizes[l], s->sizes[l + 1],
+							    s->kernel[l], s->stride[l],
+							    s->conv[l] == FV_CONV_UP));
 	}
+	c->scratch = fv_nn_arena_take(a, scratch, 1);
 	c->delta[0] = c->delta[1] = NULL;
 	if (m->train) {
 		c->delta[0] = fv_nn_arena_take(a, B, c->max_elems);
@@ -215,10 +219,10 @@ static const float *conv1d_forward(struct fv_model *m, const float *x, uint32_t 
 
 		if (s->conv[l] == FV_CONV_UP)
 			fv_deconv1d_fwd(c->act[l], a, w, b, B, c->len[l], s->sizes[l], s->sizes[l + 1],
-					s->kernel[l], s->stride[l]);
+					s->kernel[l], s->stride[l], c->scratch);
 		else
 			fv_conv1d_fwd(c->act[l], a, w, b, B, c->len[l], s->sizes[l], s->sizes[l + 1],
-				      s->kernel[l], s->stride[l]);
+				      s->kernel[l], s->stride[l], c->scratch);
 		k->act(c->act[l], (size_t)B * c->len[l + 1] * s->sizes[l + 1], s->acts[l]);
 		a = c->act[l];
 	}
@@ -250,9 +254,10 @@ static void conv1d_backward(struct fv_model *m, const float *x, const float *tar
 				   (enum fv_act)s->acts[l]);
 		if (s->conv[l] == FV_CONV_UP)
 			fv_deconv1d_bwd(dx, dw, db, d, in, w, B, c->len[l], cin, cout, K,
-					s->stride[l]);
+					s->stride[l], c->scratch);
 		else
-			fv_conv1d_bwd(dx, dw, db, d, in, w, B, c->len[l], cin, cout, K, s->stride[l]);
+			fv_conv1d_bwd(dx, dw, db, d, in, w, B, c->len[l], cin, cout, K, s->stride[l],
+				      c->scratch);
 		if (wd > 0.0f)
 			for (size_t i = 0; i < nw; i++) {
 				dw[i] += wd * w[i];

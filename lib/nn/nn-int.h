@@ -53,6 +53,8 @@ struct fv_nn_conv1d {
 	float *act[FV_NN_MAX_LAYERS];        /* (max_batch, len[l+1] * sizes[l+1])
 					      * outputs of layer l */
 	float *delta[2];                     /* (max_batch, max_elems) backprop scratch */
+	float *scratch;                      /* the kernels' scratch (largest
+					      * fv_conv1d_scratch() of any layer) */
 	size_t max_elems;                    /* largest len[l] * sizes[l] */
 };
 
