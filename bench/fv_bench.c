@@ -60,15 +60,28 @@ static void die(const char *msg)
 	exit(2);
 }
 
+/* The temporal preset on 32 steps of 4 channels: rows of 128 floats, the
+ * width of dae128 and sae (time-major, as the agent lays a window out). */
+#define CONV1D_STEPS 32
+#define CONV1D_CHANNELS 4
+
 static int preset_spec(const char *name, uint32_t input, struct fv_model_spec *s)
 {
 	enum fv_preset p;
 
 	if (fv_preset_parse(name, &p) < 0 || p == FV_PRESET_CUSTOM)
-		die("--preset must be ae8, ae20, dae128 or sae");
+		die("--preset must be ae8, ae20, dae128, sae or conv1d");
+	if (p == FV_PRESET_CONV1D)
+		return fv_model_spec_preset_wc(p, CONV1D_STEPS, CONV1D_CHANNELS, s);
 	if (!input)
 		input = fv_preset_nominal_input(p);
 	return fv_model_spec_preset(p, input, s);
+}
+
+/* Floats in one row (window) of the model's input. */
+static uint32_t row_width(const struct fv_model_spec *s)
+{
+	return s->kind == FV_MODEL_CONV1D ? s->window * s->sizes[0] : s->sizes[0];
 }
 
 /* The synthetic workload: a smooth function of three latent variables plus
@@ -129,9 +142,22 @@ static float *read_data(const char *path, uint32_t W, size_t *ret_n)
 static double train_flops_per_sample(const struct fv_model_spec *s)
 {
 	double f = 0;
+	uint32_t L = s->window;
 
-	for (uint32_t l = 0; l < s->n_layers; l++)
-		f += (l ? 6.0 : 4.0) * s->sizes[l] * s->sizes[l + 1];
+	for (uint32_t l = 0; l < s->n_layers; l++) {
+		double mac = (double)s->sizes[l] * s->sizes[l + 1];
+
+		if (s->kind == FV_MODEL_CONV1D) {
+			/* every tap of every step the kernel visits (edges included:
+			 * an upper bound of the multiply-adds done) */
+			uint32_t up = s->conv[l] == FV_CONV_UP;
+			uint32_t Lo = up ? L * s->stride[l] : (L + s->stride[l] - 1) / s->stride[l];
+
+			mac *= (double)s->kernel[l] * (up ? L : Lo);
+			L = Lo;
+		}
+		f += (l ? 6.0 : 4.0) * mac;
+	}
 	return f;
 }
 
@@ -145,6 +171,8 @@ static double gemm_gflops(const struct fv_model_spec *s, uint32_t B)
 	double flops = 0, t0, t;
 	long reps = 0;
 
+	if (s->kind != FV_MODEL_DENSE)
+		return 0.0; /* conv1d runs its own kernels (lib/nn/conv1d_kernels.c) */
 	for (uint32_t l = 0; l <= s->n_layers; l++)
 		maxw = FV_MAX(maxw, s->sizes[l]);
 	a = calloc((size_t)B * maxw + (size_t)maxw * maxw, sizeof(float));
@@ -205,7 +233,7 @@ static int cmd_speed(const struct opts *o)
 
 	if (preset_spec(o->preset, 0, &s) < 0)
 		die("bad preset");
-	W = s.sizes[0];
+	W = row_width(&s);
 	x = o->data ? read_data(o->data, W, &N) : make_data(W, N = o->n ? o->n : 65536, o->seed);
 	m = fv_model_new(&s, o->batch);
 	sc = fv_model_new_scorer(&s, 1);
@@ -276,7 +304,7 @@ static int cmd_rss(const struct opts *o)
 
 	if (preset_spec(o->preset, 0, &s) < 0)
 		die("bad preset");
-	W = s.sizes[0];
+	W = row_width(&s);
 	x = make_data(W, N, o->seed);
 	sc = fv_model_new_scorer(&s, 1);
 	m = fv_model_new(&s, o->batch);
@@ -362,13 +390,14 @@ static int cmd_quality(const struct opts *o)
 	size_t n_faults;
 
 	if (fv_preset_parse(o->preset, &p) < 0 || p == FV_PRESET_CUSTOM)
-		die("--preset must be ae8, ae20, dae128 or sae");
+		die("--preset must be ae8, ae20, dae128, sae or conv1d");
 	/* Windows of Wv vectors of the 5 channels, Wv * 5 as near the preset's
 	 * input as whole vectors allow (ae8: 2 x 5 = 10, ae20: 4 x 5, the
-	 * 128-wide ones: 26 x 5 = 130). */
-	Wv = (fv_preset_nominal_input(p) + C / 2) / C;
+	 * 128-wide ones: 26 x 5 = 130); conv1d: 32 x 5, time-major. */
+	Wv = p == FV_PRESET_CONV1D ? CONV1D_STEPS : (fv_preset_nominal_input(p) + C / 2) / C;
 	D = Wv * C;
-	if (fv_model_spec_preset(p, D, &s) < 0)
+	if ((p == FV_PRESET_CONV1D ? fv_model_spec_preset_wc(p, Wv, C, &s)
+				   : fv_model_spec_preset(p, D, &s)) < 0)
 		die("bad preset");
 	cfg.machines = MACHINES;
 	cfg.period_ms = 1000;

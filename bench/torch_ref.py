@@ -36,7 +36,11 @@ PRESETS = {
     "dae128": ([16], "tanh", "linear", 0.2, 0.1),
     "sae": ([64, 32, 16, 32, 64], "relu", "linear", 0.0, 0.0),
 }
-NOMINAL = {"ae8": 8, "ae20": 20, "dae128": 128, "sae": 128}
+NOMINAL = {"ae8": 8, "ae20": 20, "dae128": 128, "sae": 128, "conv1d": 128}
+# The temporal preset (lib/nn/conv1d.c) on rows of 32 steps x 4 channels,
+# time-major: filters 32, 16, kernel 7, stride 2, mirrored by transposed
+# convolutions, then a kernel-7 convolution back to the channels.
+CONV1D_STEPS, CONV1D_CHANNELS = 32, 4
 
 
 def act(name):
@@ -44,7 +48,21 @@ def act(name):
             "sigmoid": torch.nn.Sigmoid}[name]()
 
 
+def build_conv1d():
+    C, K, P = CONV1D_CHANNELS, 7, 3
+    return torch.nn.Sequential(
+        torch.nn.Conv1d(C, 32, K, stride=2, padding=P), torch.nn.ReLU(),
+        torch.nn.Conv1d(32, 16, K, stride=2, padding=P), torch.nn.ReLU(),
+        torch.nn.ConvTranspose1d(16, 16, K, stride=2, padding=P, output_padding=1),
+        torch.nn.ReLU(),
+        torch.nn.ConvTranspose1d(16, 32, K, stride=2, padding=P, output_padding=1),
+        torch.nn.ReLU(),
+        torch.nn.Conv1d(32, C, K, stride=1, padding=P))
+
+
 def build(preset, width):
+    if preset == "conv1d":
+        return build_conv1d()
     hidden, hact, oact, p, _ = PRESETS[preset]
     sizes = [width] + hidden + [width]
     layers = []
@@ -97,10 +115,15 @@ def main():
 def run(preset, data, epochs, batch):
     width = NOMINAL[preset]
     X = torch.from_numpy(np.fromfile(data, dtype="<f4").reshape(-1, width).copy())
+    if preset == "conv1d":
+        # Rows are (steps, channels); torch's Conv1d wants (channels,
+        # steps). Transposed once here, outside the timed parts: the most
+        # favourable layout for torch (the loss is the same sum).
+        X = X.reshape(-1, CONV1D_STEPS, CONV1D_CHANNELS).transpose(1, 2).contiguous()
     N = X.shape[0]
     torch.manual_seed(1)
     model = build(preset, width)
-    noise = PRESETS[preset][4]
+    noise = PRESETS[preset][4] if preset in PRESETS else 0.0
     opt = torch.optim.Adam(model.parameters(), lr=1e-3)
     mse = torch.nn.MSELoss()
 
