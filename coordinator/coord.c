@@ -71,6 +71,10 @@ struct coord {
 	enum fv_round_kind kind;        /* its kind */
 	char (*sel)[FV_NAME_MAX];       /* selected agents, FV_MAX_SELECTED */
 	uint32_t n_sel;
+	uint32_t *sel_ord;              /* indices of sel sorted by name (lookups by
+					 * binary search: thousands of updates per
+					 * round must not cost O(n^2)) */
+	uint8_t *got;                   /* got[i]: sel[i]'s update was accepted */
 	struct fv_update *upd;          /* accepted updates (owned), cap_upd */
 	uint32_t n_upd, cap_upd;
 	uint32_t quorum_n;              /* answers that close at the deadline */
@@ -549,6 +553,47 @@ static const char *kind_name(enum fv_round_kind k)
 	return k == FV_ROUND_STATS ? "stats" : "train";
 }
 
+static int cmp_sel(const void *a, const void *b, void *user)
+{
+	const struct coord *co = user;
+
+	return strcmp(co->sel[*(const uint32_t *)a], co->sel[*(const uint32_t *)b]);
+}
+
+/* sel's position of agent, or -1 when it is not selected. */
+static int sel_find(const struct coord *co, const char *agent)
+{
+	uint32_t lo = 0, hi = co->n_sel;
+
+	while (lo < hi) {
+		uint32_t mid = lo + (hi - lo) / 2;
+		int c = strcmp(co->sel[co->sel_ord[mid]], agent);
+
+		if (c == 0)
+			return (int)co->sel_ord[mid];
+		if (c < 0)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return -1;
+}
+
+/* After a selection: sel_ord sorted, got[] from the accepted updates. */
+static void index_selection(struct coord *co)
+{
+	for (uint32_t i = 0; i < co->n_sel; i++)
+		co->sel_ord[i] = i;
+	qsort_r(co->sel_ord, co->n_sel, sizeof(*co->sel_ord), cmp_sel, co);
+	memset(co->got, 0, co->n_sel);
+	for (uint32_t i = 0; i < co->n_upd; i++) {
+		int k = sel_find(co, co->upd[i].h.sender);
+
+		if (k >= 0)
+			co->got[k] = 1;
+	}
+}
+
 /* Select (keeping agents that already answered) and announce. -ENODATA
  * when nobody could be selected (nothing announced), -ENOMEM. */
 static int select_and_announce(struct coord *co, int64_t now)
@@ -582,6 +627,7 @@ static int select_and_announce(struct coord *co, int64_t now)
 	if (n == 0)
 		return -ENODATA;
 	co->n_sel = (uint32_t)n;
+	index_selection(co);
 	/* The DP accountant's sampling rate: the largest share of live agents
 	 * any announcement of this round selected. */
 	co->sample_rate = FV_MAX(co->sample_rate, co->n_live ? FV_MIN(1.0, (double)n / co->n_live)
@@ -988,12 +1034,9 @@ static void note_missing(struct coord *co, uint64_t r, enum fv_round_kind kind)
 		return;
 	list[0] = '\0';
 	for (uint32_t i = 0; i < co->n_sel && off < sizeof(list) - 8; i++) {
-		bool got = false;
 		int w;
 
-		for (uint32_t j = 0; j < co->n_upd && !got; j++)
-			got = strcmp(co->upd[j].h.sender, co->sel[i]) == 0;
-		if (got)
+		if (co->got[i])
 			continue;
 		w = snprintf(list + off, sizeof(list) - off, "%s%s", off ? "," : "", co->sel[i]);
 		if (w < 0 || (size_t)w >= sizeof(list) - off) {
@@ -1245,7 +1288,7 @@ static void handle_update(struct coord *co, uint64_t round, const char *agent,
 {
 	struct fv_update u;
 	size_t n_params = co->have_model ? co->model.n_params : 0;
-	int r;
+	int r, slot;
 
 	/* Cheapest check first: an update for another round is not decoded
 	 * unless it is a late one we wait for. */
@@ -1269,15 +1312,14 @@ static void handle_update(struct coord *co, uint64_t round, const char *agent,
 		       u.h.sender);
 		goto drop;
 	}
-	if (round_find((const char (*)[FV_NAME_MAX])co->sel, co->n_sel, agent) < 0) {
+	slot = sel_find(co, agent);
+	if (slot < 0) {
 		reject(co, FV_REJ_UNSELECTED, agent, round, "not selected");
 		goto drop;
 	}
-	for (uint32_t i = 0; i < co->n_upd; i++) {
-		if (strcmp(co->upd[i].h.sender, agent) == 0) {
-			reject(co, FV_REJ_DUPLICATE, agent, round, "duplicate");
-			goto drop;
-		}
+	if (co->got[slot]) {
+		reject(co, FV_REJ_DUPLICATE, agent, round, "duplicate");
+		goto drop;
 	}
 	r = fv_update_check(&u, co->kind, co->round, base_version(co), n_params,
 			    (uint32_t)co->cfg->channels);
@@ -1317,6 +1359,7 @@ static void handle_update(struct coord *co, uint64_t round, const char *agent,
 		goto drop;
 	}
 	co->upd[co->n_upd++] = u;
+	co->got[slot] = 1;
 	co->accepted_total++;
 	co->bytes_in += len;
 	part_response(&co->part, now - co->start_mono);
@@ -1346,8 +1389,10 @@ struct coord *coord_new(const struct coord_config *cfg, struct fv_mqtt *mqtt, bo
 	co->phase = COORD_WAIT_AGENTS;
 	co->live = calloc(COORD_MAX_AGENTS, FV_NAME_MAX);
 	co->sel = calloc(FV_MAX_SELECTED, FV_NAME_MAX);
+	co->sel_ord = calloc(FV_MAX_SELECTED, sizeof(*co->sel_ord));
+	co->got = calloc(FV_MAX_SELECTED, 1);
 	co->prio = calloc(COORD_MAX_AGENTS, 1);
-	if (!co->live || !co->sel || !co->prio || part_init(&co->part, COORD_MAX_AGENTS) < 0) {
+	if (!co->live || !co->sel || !co->sel_ord || !co->got || !co->prio || part_init(&co->part, COORD_MAX_AGENTS) < 0) {
 		fv_log(FV_LOG_ERR, "out of memory");
 		goto fail;
 	}
@@ -1408,6 +1453,8 @@ void coord_free(struct coord *co)
 	fv_sign_key_wipe(&co->key);
 	free(co->live);
 	free(co->sel);
+	free(co->sel_ord);
+	free(co->got);
 	free(co->prio);
 	part_free(&co->part);
 	free(co);

@@ -118,12 +118,29 @@ int64_t part_deadline(const struct part *p, double k, int64_t min_ms, int64_t ma
 	return round_deadline(tmp, p->n_resp, k, min_ms, max_ms);
 }
 
-static bool answered(const struct fv_update *upd, uint32_t n, const char *name)
+static int cmp_pname(const void *a, const void *b)
 {
+	return strcmp(*(const char *const *)a, *(const char *const *)b);
+}
+
+/* The senders of upd, sorted: n pointers into upd (malloc'd; NULL when out
+ * of memory). Lookups by binary search keep a close of thousands of
+ * selected agents O(n log n) rather than O(n^2). */
+static const char **senders(const struct fv_update *upd, uint32_t n)
+{
+	const char **s = malloc(sizeof(*s) * (n ? n : 1));
+
+	if (!s)
+		return NULL;
 	for (uint32_t i = 0; i < n; i++)
-		if (strcmp(upd[i].h.sender, name) == 0)
-			return true;
-	return false;
+		s[i] = upd[i].h.sender;
+	qsort(s, n, sizeof(*s), cmp_pname);
+	return s;
+}
+
+static bool answered(const char **snd, uint32_t n, const char *name)
+{
+	return n && bsearch(&name, snd, n, sizeof(*snd), cmp_pname) != NULL;
 }
 
 int part_missed(struct part *p, uint64_t round, uint64_t base, enum fv_round_kind kind,
@@ -132,12 +149,15 @@ int part_missed(struct part *p, uint64_t round, uint64_t base, enum fv_round_kin
 {
 	struct part_hist *h = &p->hist[p->hist_next];
 	char (*names)[FV_NAME_MAX] = NULL;
+	const char **snd = senders(upd, n_upd);
 	uint32_t n = 0;
 
+	if (!snd)
+		return -ENOMEM;
 	for (uint32_t i = 0; i < n_sel; i++) {
 		struct part_rec *r;
 
-		if (answered(upd, n_upd, sel[i]))
+		if (answered(snd, n_upd, sel[i]))
 			continue;
 		n++;
 		r = rec_get(p, sel[i], true);
@@ -150,15 +170,20 @@ int part_missed(struct part *p, uint64_t round, uint64_t base, enum fv_round_kin
 	free(h->names);
 	memset(h, 0, sizeof(*h));
 	p->hist_next = (p->hist_next + 1) % PART_HIST;
-	if (n == 0)
+	if (n == 0) {
+		free(snd);
 		return 0;
+	}
 	names = malloc((size_t)n * FV_NAME_MAX);
-	if (!names)
+	if (!names) {
+		free(snd);
 		return -ENOMEM;
+	}
 	h->n = 0;
 	for (uint32_t i = 0; i < n_sel; i++)
-		if (!answered(upd, n_upd, sel[i]))
+		if (!answered(snd, n_upd, sel[i]))
 			memcpy(names[h->n++], sel[i], FV_NAME_MAX);
+	free(snd);
 	h->names = names;
 	h->round = round;
 	h->base = base;

@@ -72,8 +72,8 @@ int64_t part_deadline(const struct part *p, double k, int64_t min_ms, int64_t ma
 /* Round `round` closed or was abandoned: the n_sel selected agents that are
  * not among the n_upd senders of upd missed it. Marks their records,
  * remembers them (replacing the oldest round kept) so that their updates
- * can be recognised as late, and returns how many there are (or -ENOMEM,
- * after marking the records). */
+ * can be recognised as late, and returns how many there are (or -ENOMEM;
+ * then some records may be left unmarked). O((n_sel + n_upd) log n_upd). */
 int part_missed(struct part *p, uint64_t round, uint64_t base, enum fv_round_kind kind,
 		int64_t start_mono, const char (*sel)[FV_NAME_MAX], uint32_t n_sel,
 		const struct fv_update *upd, uint32_t n_upd);

@@ -74,19 +74,38 @@ int round_find(const char (*names)[FV_NAME_MAX], uint32_t n, const char *name)
 	return -1;
 }
 
+static int cmp_name(const void *a, const void *b)
+{
+	return strcmp(a, b);
+}
+
 int round_select(const char (*live)[FV_NAME_MAX], uint32_t n_live, const uint8_t *prio,
 		 const char (*keep)[FV_NAME_MAX], uint32_t n_keep, uint32_t min_agents,
 		 double fraction, uint64_t seed, uint64_t round,
 		 char (*ret_sel)[FV_NAME_MAX])
 {
 	uint32_t target, n = 0, *order;
+	char (*ks)[FV_NAME_MAX] = NULL;
+	uint8_t *taken = NULL;
 	struct fv_rng rng;
 
 	if (n_keep > FV_MAX_SELECTED)
 		return -E2BIG;
 	order = malloc(sizeof(*order) * (n_live ? n_live : 1));
-	if (!order)
+	/* keep, sorted: membership by binary search (an extension keeps
+	 * up to FV_MAX_SELECTED names; a linear search per live agent made
+	 * re-selection quadratic). taken[i]: ks[i] is in ret_sel already. */
+	ks = malloc((size_t)(n_keep ? n_keep : 1) * FV_NAME_MAX);
+	taken = calloc(n_keep ? n_keep : 1, 1);
+	if (!order || !ks || !taken) {
+		free(order);
+		free(ks);
+		free(taken);
 		return -ENOMEM;
+	}
+	if (n_keep)
+		memcpy(ks, keep, (size_t)n_keep * FV_NAME_MAX);
+	qsort(ks, n_keep, FV_NAME_MAX, cmp_name);
 	for (uint32_t i = 0; i < n_live; i++)
 		order[i] = i;
 	/* Fisher-Yates over the sorted list: the same live set, seed and round
@@ -100,14 +119,25 @@ int round_select(const char (*live)[FV_NAME_MAX], uint32_t n_live, const uint8_t
 		order[j] = t;
 	}
 
-	for (uint32_t i = 0; i < n_keep; i++)
-		if (round_find((const char (*)[FV_NAME_MAX])ret_sel, n, keep[i]) < 0)
-			memcpy(ret_sel[n++], keep[i], FV_NAME_MAX);
+	/* keep first, in its order, each name once */
+	for (uint32_t i = 0; i < n_keep; i++) {
+		int k = round_find_sorted((const char (*)[FV_NAME_MAX])ks, n_keep, keep[i]);
+
+		/* duplicates sit next to each other in ks: the first unset one */
+		while (k > 0 && strcmp(ks[k - 1], keep[i]) == 0)
+			k--;
+		if (taken[k])
+			continue;
+		for (uint32_t j = (uint32_t)k; j < n_keep && strcmp(ks[j], keep[i]) == 0; j++)
+			taken[j] = 1;
+		memcpy(ret_sel[n++], keep[i], FV_NAME_MAX);
+	}
 	target = round_target(n_live, min_agents, fraction);
 	for (uint32_t i = 0; i < n_live && n < target; i++) {
 		const char *name = live[order[i]];
 
-		if ((!prio || prio[order[i]] == ROUND_ELIGIBLE) && round_find(keep, n_keep, name) < 0)
+		if ((!prio || prio[order[i]] == ROUND_ELIGIBLE) &&
+		    round_find_sorted((const char (*)[FV_NAME_MAX])ks, n_keep, name) < 0)
 			memcpy(ret_sel[n++], name, FV_NAME_MAX);
 	}
 	/* Agents that missed recent deadlines fill in only what min_agents
@@ -115,10 +145,13 @@ int round_select(const char (*live)[FV_NAME_MAX], uint32_t n_live, const uint8_t
 	for (uint32_t i = 0; prio && i < n_live && n < FV_MIN(min_agents, target); i++) {
 		const char *name = live[order[i]];
 
-		if (prio[order[i]] == ROUND_DEMOTED && round_find(keep, n_keep, name) < 0)
+		if (prio[order[i]] == ROUND_DEMOTED &&
+		    round_find_sorted((const char (*)[FV_NAME_MAX])ks, n_keep, name) < 0)
 			memcpy(ret_sel[n++], name, FV_NAME_MAX);
 	}
 	free(order);
+	free(ks);
+	free(taken);
 	return (int)n;
 }
 

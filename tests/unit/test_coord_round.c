@@ -177,6 +177,52 @@ static void test_select_keep(void **state)
 	free(sel);
 }
 
+/* An extension keeps thousands of answered agents (re-selection looks them
+ * up by binary search): each kept name once, first, in the order given,
+ * and the live agents added are neither kept ones nor repeated. */
+static void test_select_keep_large(void **state)
+{
+	const uint32_t n_live = 3000, n_keep = 2300;
+	char (*live)[FV_NAME_MAX] = names(n_live, "a");
+	char (*keep)[FV_NAME_MAX] = calloc(n_keep, FV_NAME_MAX);
+	char (*sel)[FV_NAME_MAX] = calloc(FV_MAX_SELECTED, FV_NAME_MAX);
+	char (*sorted)[FV_NAME_MAX] = calloc(FV_MAX_SELECTED, FV_NAME_MAX);
+	uint32_t uniq = 0;
+	int n;
+
+	(void)state;
+	assert_non_null(keep);
+	assert_non_null(sel);
+	assert_non_null(sorted);
+	/* 2000 live agents in a shuffled order, 200 repeats, 100 gone */
+	for (uint32_t i = 0; i < 2000; i++)
+		memcpy(keep[i], live[(i * 7919u) % n_live], FV_NAME_MAX);
+	for (uint32_t i = 0; i < 200; i++)
+		memcpy(keep[2000 + i], keep[i * 3], FV_NAME_MAX);
+	for (uint32_t i = 0; i < 100; i++)
+		snprintf(keep[2200 + i], FV_NAME_MAX, "zz-gone-%03u", i);
+	n = round_select((const char (*)[FV_NAME_MAX])live, n_live, NULL,
+			 (const char (*)[FV_NAME_MAX])keep, n_keep, 1, 0.9, 1, 7, sel);
+	assert_int_equal(n, 2700); /* ceil(0.9 * 3000) */
+	for (uint32_t i = 0; i < n_keep; i++)
+		if (round_find((const char (*)[FV_NAME_MAX])keep, i, keep[i]) < 0)
+			assert_string_equal(sel[uniq++], keep[i]);
+	assert_int_equal(uniq, 2100);
+	for (uint32_t i = uniq; i < (uint32_t)n; i++) {
+		assert_int_not_equal(round_find_sorted((const char (*)[FV_NAME_MAX])live, n_live, sel[i]),
+				     -1);
+		assert_int_equal(round_find((const char (*)[FV_NAME_MAX])keep, n_keep, sel[i]), -1);
+	}
+	memcpy(sorted, sel, (size_t)n * FV_NAME_MAX);
+	qsort(sorted, (size_t)n, FV_NAME_MAX, (int (*)(const void *, const void *))strcmp);
+	for (int i = 1; i < n; i++)
+		assert_string_not_equal(sorted[i - 1], sorted[i]);
+	free(live);
+	free(keep);
+	free(sel);
+	free(sorted);
+}
+
 static void test_decide(void **state)
 {
 	struct round_status s = {
@@ -536,6 +582,29 @@ static void send_stats(struct coord *co, const char *agent, uint32_t C, double b
 		fv_chstats_add(&u.stats[c], base + c + 2);
 	}
 	deliver(co, 0, agent, &u);
+	fv_update_clear(&u);
+}
+
+/* The same at virtual time now (tests of thousands of agents run long
+ * under ASan: real time would pass the round's deadline). */
+static void stats_at(struct coord *co, const char *agent, uint32_t C, double base, int64_t now)
+{
+	struct fv_update u;
+
+	memset(&u, 0, sizeof(u));
+	hdr(&u.h, agent, 0, 0);
+	u.kind = FV_ROUND_STATS;
+	u.n_samples = 2;
+	fv_hist_init(&u.hist);
+	u.n_channels = C;
+	u.stats = calloc(C, sizeof(*u.stats));
+	assert_non_null(u.stats);
+	for (uint32_t c = 0; c < C; c++) {
+		fv_chstats_init(&u.stats[c]);
+		fv_chstats_add(&u.stats[c], base + c);
+		fv_chstats_add(&u.stats[c], base + c + 2);
+	}
+	deliver_at(co, 0, &u, now);
 	fv_update_clear(&u);
 }
 
@@ -919,6 +988,101 @@ static void test_join_and_deadline(void **state)
 	assert_int_equal(in.excluded, 0);
 	train_at(f->co, "d", 3, 3, n, 0.0f, 10, f->t + 10);
 	assert_int_equal(info(f->co).n_answered, 1);
+}
+
+/* A full selection (FV_MAX_SELECTED agents) through the round machine:
+ * every update accepted once, repeats and outsiders refused under their
+ * reasons, the one agent that stays silent named as missed after the
+ * extension (which keeps the 4095 that answered), and the close aggregates
+ * all of them. The bookkeeping is by binary search and per-slot flags; this
+ * checks it counts exactly what the linear scans did. */
+static void test_many_agents(void **state)
+{
+	const uint32_t N = FV_MAX_SELECTED;
+	char (*ag)[FV_NAME_MAX] = names(N, "agent-");
+	struct fixture *f = *state;
+	struct coord_info in;
+
+	assert_non_null(ag);
+	f->cfg.min_agents = N;
+	f->cfg.quorum = 0.5;
+	f->cfg.max_extensions = 1;
+	f->cfg.rounds = 1;
+	assert_int_equal(coord_config_finish(&f->cfg, (char[256]){ 0 }, 256), 0);
+	f->co = coord_new(&f->cfg, NULL, false);
+	assert_non_null(f->co);
+	coord_on_connected(f->co);
+	f->t = fv_now_mono_ms() + 1000;
+	for (uint32_t i = 0; i < N; i++)
+		birth_at(f->co, ag[i], f->t - 1000);
+	coord_tick(f->co, f->t, 200);
+	in = info(f->co);
+	assert_int_equal(in.n_live, N);
+	assert_int_equal(in.phase, COORD_COLLECT);
+	assert_int_equal(in.n_selected, N);
+	/* backwards, so arrival order is not name order */
+	for (uint32_t i = N; i-- > 0;)
+		if (i != 777)
+			stats_at(f->co, ag[i], 2, (double)(i % 10), f->t + 1);
+	for (uint32_t i = 0; i < 50; i++)
+		stats_at(f->co, ag[i * 3], 2, 0.0, f->t + 1);
+	stats_at(f->co, "zz-outsider", 2, 0.0, f->t + 1);
+	in = info(f->co);
+	assert_int_equal(in.n_answered, N - 1);
+	assert_int_equal(in.rejected[FV_REJ_DUPLICATE], 50);
+	assert_int_equal(in.rejected[FV_REJ_UNSELECTED], 1);
+	/* quorum reached, but the deadline passes first with one missing:
+	 * quorum met -> close, agent-00777 named as missed */
+	coord_tick(f->co, f->t + 1000, 200);
+	in = info(f->co);
+	assert_int_equal(in.phase, COORD_PAUSE);
+	assert_int_equal(in.missed, 1);
+	assert_int_equal(in.model->n_agents, N - 1);
+	assert_int_equal(in.round, 1);
+	free(ag);
+}
+
+/* The same with an extension: quorum 1.0 is not met at the deadline, the
+ * re-selection keeps every agent that answered (and the silent one, still
+ * live), and its update after the extension closes the round. */
+static void test_many_agents_extension(void **state)
+{
+	const uint32_t N = FV_MAX_SELECTED;
+	char (*ag)[FV_NAME_MAX] = names(N, "agent-");
+	struct fixture *f = *state;
+	struct coord_info in;
+
+	assert_non_null(ag);
+	f->cfg.min_agents = N;
+	f->cfg.quorum = 1.0;
+	f->cfg.max_extensions = 1;
+	f->cfg.rounds = 1;
+	assert_int_equal(coord_config_finish(&f->cfg, (char[256]){ 0 }, 256), 0);
+	f->co = coord_new(&f->cfg, NULL, false);
+	assert_non_null(f->co);
+	coord_on_connected(f->co);
+	f->t = fv_now_mono_ms() + 1000;
+	for (uint32_t i = 0; i < N; i++)
+		birth_at(f->co, ag[i], f->t - 1000);
+	coord_tick(f->co, f->t, 200);
+	for (uint32_t i = 0; i < N; i++)
+		if (i != 4000)
+			stats_at(f->co, ag[i], 2, 1.0, f->t + 1);
+	coord_tick(f->co, f->t + 1000, 200);
+	in = info(f->co);
+	assert_int_equal(in.phase, COORD_COLLECT);
+	assert_int_equal(in.extensions, 1);
+	assert_int_equal(in.n_selected, N);
+	assert_int_equal(in.n_answered, N - 1);
+	/* answered agents stay answered after the re-selection */
+	stats_at(f->co, ag[5], 2, 1.0, f->t + 1001);
+	assert_int_equal(info(f->co).rejected[FV_REJ_DUPLICATE], 1);
+	stats_at(f->co, ag[4000], 2, 1.0, f->t + 1001);
+	in = info(f->co);
+	assert_int_equal(in.phase, COORD_PAUSE);
+	assert_int_equal(in.missed, 0);
+	assert_int_equal(in.model->n_agents, N);
+	free(ag);
 }
 
 static void test_abandon(void **state)
@@ -1445,6 +1609,7 @@ int main(void)
 		cmocka_unit_test(test_select_deterministic),
 		cmocka_unit_test(test_select_fair),
 		cmocka_unit_test(test_select_keep),
+		cmocka_unit_test(test_select_keep_large),
 		cmocka_unit_test(test_decide),
 		cmocka_unit_test(test_decide_abandon),
 		cmocka_unit_test(test_deadline),
@@ -1462,6 +1627,8 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_straggler_stale, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_join_and_deadline, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_abandon, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_many_agents, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_many_agents_extension, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_abandon_stats, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_fp16_model, setup, teardown),
 	};
