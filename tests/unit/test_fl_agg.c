@@ -364,6 +364,46 @@ static void test_hand_optimizers(void **state)
 	fv_agg_free(a);
 }
 
+/* A NaN or Inf anywhere in any update is refused, with and without
+ * clipping (the two paths check finiteness differently), for every rule,
+ * and leaves the parameters alone. */
+static void test_nonfinite_anywhere(void **state)
+{
+	static const uint32_t bad_bits[] = { 0x7f800000, 0xff800000, 0x7fc00000 };
+	enum { N = 1031, K = 3 };
+	static const enum fv_agg_algo algos[] = { FV_AGG_FEDAVG, FV_AGG_MEDIAN, FV_AGG_KRUM };
+	float *d = malloc(sizeof(float) * N * K), x[N], out[N];
+
+	(void)state;
+	assert_non_null(d);
+	for (size_t i = 0; i < (size_t)N * K; i++)
+		d[i] = (float)((i % 13) - 6) * 1e-3f;
+	for (size_t j = 0; j < N; j++)
+		x[j] = 1.0f;
+	for (size_t al = 0; al < FV_ARRAY_SIZE(algos); al++)
+		for (int clip = 0; clip < 2; clip++)
+			for (size_t b = 0; b < FV_ARRAY_SIZE(bad_bits); b++)
+				for (size_t at = 0; at < 3; at++) {
+					size_t pos = (at == 0 ? 0 : at == 1 ? N / 2 : N - 1) + N * (at % K);
+					struct fv_agg_config c = cfg_of(algos[al], 0, clip ? 0.5 : 0);
+					struct fv_agg_update up[K] = { { "a", d, 1 }, { "b", d + N, 1 },
+								       { "c", d + 2 * N, 1 } };
+					struct fv_agg *a = fv_agg_new(&c, N, K);
+					float keep = d[pos];
+
+					assert_non_null(a);
+					memcpy(&d[pos], &bad_bits[b], 4);
+					memcpy(out, x, sizeof(out));
+					assert_int_equal(fv_agg_round(a, x, up, K, 1.0, 1, out, NULL, NULL),
+							 -ERANGE);
+					assert_memory_equal(out, x, sizeof(out));
+					d[pos] = keep;
+					assert_int_equal(fv_agg_round(a, x, up, K, 1.0, 1, out, NULL, NULL), 0);
+					fv_agg_free(a);
+				}
+	free(d);
+}
+
 static void test_errors_atomic(void **state)
 {
 	static const float ok[] = { 1, 2 }, bad[] = { 1, NAN }, huge[] = { 3e38f, 3e38f };
@@ -590,6 +630,7 @@ int main(void)
 		cmocka_unit_test(test_hand_clip),
 		cmocka_unit_test(test_hand_optimizers),
 		cmocka_unit_test(test_errors_atomic),
+		cmocka_unit_test(test_nonfinite_anywhere),
 		cmocka_unit_test(test_config_check),
 		cmocka_unit_test(test_state_resume),
 		cmocka_unit_test(test_dp_noise),

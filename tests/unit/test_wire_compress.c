@@ -744,6 +744,53 @@ static void test_reject_scan(void **state)
 
 /* ---- RoundAnnounce and GlobalModel ---- */
 
+/* Dense fp32 is decoded in bulk (a coordinator decodes thousands per
+ * round): bit-exact for every finite value, including -0, subnormals and
+ * the extremes, and a NaN or Inf anywhere (here: the last value, after a
+ * long run of good ones) is refused. */
+static void test_fp32_bulk(void **state)
+{
+	const size_t n = 4099;
+	float *x = malloc(n * sizeof(float));
+	Fedvigil__V1__ModelUpdate *m;
+	struct fv_update u, d;
+	uint8_t *buf;
+
+	(void)state;
+	assert_non_null(x);
+	fill(x, n, 7);
+	x[1] = -0.0f;
+	x[2] = bits_f(0x00000001);  /* smallest subnormal */
+	x[3] = bits_f(0x807fffff);  /* largest negative subnormal */
+	x[4] = 3.4028235e38f;
+	x[5] = -3.4028235e38f;
+	make_update(&u, x, n, FV_ENC_FP32, 0);
+	roundtrip(&u, &d);
+	assert_memory_equal(d.delta, x, n * sizeof(float));
+	fv_update_clear(&d);
+
+	m = encoded(x, n, FV_ENC_FP32, 0, 0, NULL, &buf);
+	assert_int_equal(m->delta.len, 4 * n);
+	expect_update(m, 0);
+	{
+		static const uint32_t bad[] = { 0x7f800000, 0xff800000, 0x7fc00000, 0xffffffff,
+						0x7f800001 };
+
+		for (size_t k = 0; k < FV_ARRAY_SIZE(bad); k++) {
+			uint8_t keep[4];
+
+			memcpy(keep, m->delta.data + 4 * (n - 1), 4);
+			memcpy(m->delta.data + 4 * (n - 1), &bad[k], 4);
+			expect_update(m, -ERANGE);
+			memcpy(m->delta.data + 4 * (n - 1), keep, 4);
+		}
+	}
+	expect_update(m, 0);
+	protobuf_c_message_free_unpacked(&m->base, NULL);
+	free(buf);
+	free(x);
+}
+
 static void test_announce_compression(void **state)
 {
 	struct fv_announce a, d;
@@ -873,6 +920,7 @@ int main(void)
 		cmocka_unit_test(test_topk_roundtrips),
 		cmocka_unit_test(test_encode_refuses),
 		cmocka_unit_test(test_error_feedback),
+		cmocka_unit_test(test_fp32_bulk),
 		cmocka_unit_test(test_reject_topk),
 		cmocka_unit_test(test_reject_int8),
 		cmocka_unit_test(test_reject_scan),
