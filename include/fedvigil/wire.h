@@ -239,6 +239,15 @@ void fv_ef_reset(struct fv_ef *ef);
 void fv_ef_add(const struct fv_ef *ef, const float *delta, float *ret_v);
 /* After compressing v into sent (fv_update_encode_sent): resid = v - sent. */
 void fv_ef_commit(struct fv_ef *ef, const float *v, const float *sent);
+/* Encode a TRAIN update as the round's compression c asks: sets u's enc,
+ * topk and int8 segments (from spec), and with c->error_feedback adds ef's
+ * residual to u->delta (the true delta: borrowed, left as it was) and keeps
+ * what compression drops in ef (re-initialised when its size is not
+ * u->n_params); without it ef is freed (may be NULL then). *ret_buf is
+ * malloc'd, owned by the caller. 0 or -errno of fv_update_encode(). */
+int fv_update_encode_comp(struct fv_update *u, const struct fv_compress *c,
+			  const struct fv_model_spec *spec, struct fv_ef *ef, uint8_t **ret_buf,
+			  size_t *ret_len);
 
 /* ---- coordinator state file ----
  * "FVST" magic, u32 format version, u32 payload length, u32 CRC-32 of the

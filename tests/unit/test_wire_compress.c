@@ -791,6 +791,84 @@ static void test_fp32_bulk(void **state)
 	free(x);
 }
 
+/* fv_update_encode_comp(): what an agent sends for a round's compression.
+ * With error feedback it equals add -> encode_sent -> commit done by hand
+ * (so the residual keeps sum(sent) + resid == sum(true)), int8 gets one
+ * scale per layer tensor from the spec, and a residual of another size is
+ * started over; without feedback the residual is dropped. */
+static void test_encode_comp(void **state)
+{
+	struct fv_model_spec spec;
+	struct fv_compress c = { .enc = FV_ENC_TOPK_INT8, .topk = 0.1f, .error_feedback = true };
+	struct fv_ef ef = { 0 }, ref;
+	size_t n;
+	float *delta, *v, *sent;
+
+	(void)state;
+	assert_int_equal(fv_model_spec_preset(FV_PRESET_AE20, 20, &spec), 0);
+	n = fv_model_spec_nparams(&spec);
+	delta = malloc(n * sizeof(float));
+	v = malloc(n * sizeof(float));
+	sent = malloc(n * sizeof(float));
+	assert_non_null(delta);
+	assert_non_null(v);
+	assert_non_null(sent);
+	assert_int_equal(fv_ef_init(&ref, n), 0);
+	for (int round = 0; round < 5; round++) {
+		struct fv_update u, d, r;
+		uint8_t *buf, *rbuf;
+		size_t len, rlen;
+
+		fill(delta, n, 50 + (uint64_t)round);
+		make_update(&u, delta, n, FV_ENC_FP32, 0);
+		assert_int_equal(fv_update_encode_comp(&u, &c, &spec, &ef, &buf, &len), 0);
+		assert_true(u.delta == delta); /* the true delta stays the caller's */
+		assert_int_equal(u.enc, FV_ENC_TOPK_INT8);
+		assert_int_equal(u.n_seg, 8); /* W and b of four layers */
+		assert_int_equal(ef.n, n);
+		/* the same by hand */
+		fv_ef_add(&ref, delta, v);
+		r = u;
+		r.delta = v;
+		assert_int_equal(fv_update_encode_sent(&r, sent, &rbuf, &rlen), 0);
+		fv_ef_commit(&ref, v, sent);
+		assert_int_equal(len, rlen);
+		assert_memory_equal(buf, rbuf, len);
+		assert_memory_equal(ef.resid, ref.resid, n * sizeof(float));
+		assert_int_equal(fv_update_decode(buf, len, FLEET, &d), 0);
+		assert_memory_equal(d.delta, sent, n * sizeof(float));
+		fv_update_clear(&d);
+		free(buf);
+		free(rbuf);
+	}
+	/* a residual of another model's size starts over */
+	fv_ef_free(&ef);
+	assert_int_equal(fv_ef_init(&ef, 3), 0);
+	{
+		struct fv_update u;
+		uint8_t *buf;
+		size_t len;
+
+		make_update(&u, delta, n, FV_ENC_FP32, 0);
+		assert_int_equal(fv_update_encode_comp(&u, &c, &spec, &ef, &buf, &len), 0);
+		assert_int_equal(ef.n, n);
+		free(buf);
+		/* without error feedback: plain fp16, no residual kept */
+		c = (struct fv_compress){ .enc = FV_ENC_FP16 };
+		make_update(&u, delta, n, FV_ENC_FP32, 0);
+		assert_int_equal(fv_update_encode_comp(&u, &c, &spec, &ef, &buf, &len), 0);
+		assert_int_equal(u.enc, FV_ENC_FP16);
+		assert_int_equal(u.n_seg, 0);
+		assert_int_equal(ef.n, 0);
+		assert_null(ef.resid);
+		free(buf);
+	}
+	fv_ef_free(&ref);
+	free(delta);
+	free(v);
+	free(sent);
+}
+
 static void test_announce_compression(void **state)
 {
 	struct fv_announce a, d;
@@ -921,6 +999,7 @@ int main(void)
 		cmocka_unit_test(test_encode_refuses),
 		cmocka_unit_test(test_error_feedback),
 		cmocka_unit_test(test_fp32_bulk),
+		cmocka_unit_test(test_encode_comp),
 		cmocka_unit_test(test_reject_topk),
 		cmocka_unit_test(test_reject_int8),
 		cmocka_unit_test(test_reject_scan),
