@@ -936,9 +936,9 @@ static void on_window(struct agent *a, int64_t start_ms, int64_t end_ms)
 	if (was_raised || a->det.raised)
 		vecbuf_mark_recent(&a->buf, a->gm.stride);
 	log_score(a, end_ms, score, thr, above);
-	/* After the verdict: the adaptive threshold learns from every window
-	 * (censored at the threshold). */
-	fv_scorer_observe(a->sc, score);
+	/* After the verdict: the adaptive threshold learns from the windows
+	 * (censored above the threshold; those of an alert below it left out). */
+	fv_scorer_observe(a->sc, score, was_raised || a->det.raised);
 	if (ev == FV_DETECT_RAISED) {
 		a->n_alerts++;
 		publish_alert(a, "raised");

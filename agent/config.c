@@ -71,8 +71,8 @@ const struct fv_cfg_key agent_cfg_keys[] = {
 	  "machine's normal scores; adaptive: the fleet's, scaled by how far this machine's "
 	  "scores moved since its calibration"),
 	K("detect", "prior_windows", FV_CFG_DOUBLE, "2000", 0, 1e9, NULL, prior_windows,
-	  "local: the fleet's normal scores count as this many windows; adaptive: the "
-	  "calibration's scores do"),
+	  "local: the fleet's normal scores count as this many windows; adaptive: the local "
+	  "distribution does, against the recent scores"),
 	K("detect", "halflife", FV_CFG_DOUBLE, "2000", 1, 1e9, NULL, halflife,
 	  "adaptive: half-life, in windows, of the scores it follows"),
 	K("detect", "calib_prior", FV_CFG_DOUBLE, "100", 0, 1e9, NULL, calib_prior,

@@ -25,12 +25,15 @@
  *   adaptive  the fleet's threshold, scaled by how far this agent's scores
  *             have moved since its calibration: thr = fleet threshold *
  *             Q(recent) / Q(reference), Q the fleet's rule, the reference
- *             the agent's own normal scores at calibration (the fleet's
- *             before it has any), recent = the reference (weight
- *             prior_windows) plus every observed window with exponential
- *             decay (half-life `halflife` windows). A window above the
- *             threshold counts as Q(recent) itself (censored), so anomalies
- *             neither pull the threshold up nor, left out, bias it down.
+ *             local's distribution (the fleet's scores weighing
+ *             prior_windows plus the agent's own at calibration), recent =
+ *             the reference (still weighing prior_windows) plus every
+ *             observed window with exponential decay (half-life
+ *             `halflife` windows). A window above the threshold before the
+ *             rule's margin counts as Q(recent) itself (censored), so
+ *             anomalies neither pull the threshold up nor, left out, bias
+ *             it down; the windows of an alert below it are left out (a
+ *             climbing fault would otherwise lift it ahead of itself).
  * No threshold (0: no alerts) until the fleet has published one. */
 #ifndef FEDVIGIL_SCORER_H
 #define FEDVIGIL_SCORER_H
@@ -101,10 +104,10 @@ int fv_scorer_score(struct fv_scorer *s, const float *raw, bool cont, float *ret
 
 /* The threshold in force (0 = none: no alerts). */
 float fv_scorer_threshold(const struct fv_scorer *s);
-/* A window scored this (call for every window, after its verdict): the
- * adaptive threshold learns from it, censored as described above (no-op in
- * the other modes). */
-void fv_scorer_observe(struct fv_scorer *s, float score);
+/* A window scored this (call for every window, after its verdict;
+ * in_alert: an alert is active): the adaptive threshold learns from it, as
+ * described above. No-op in the other modes. */
+void fv_scorer_observe(struct fv_scorer *s, float score, bool in_alert);
 /* Windows in the last calibration (0: none since the model). */
 size_t fv_scorer_calibrated(const struct fv_scorer *s);
 /* Column weights in use (columns entries; all 1 without calibration). */

@@ -130,16 +130,14 @@ static void set_weights(struct fv_scorer *s, const double *sum, size_t n)
  * (NULL: none yet).
  *   local:    the fleet's rule on (fleet scaled to prior_windows) + own.
  *   adaptive: the fleet's threshold times Q(recent) / Q(reference), where
- *             the reference is own (the fleet's scores before any) and
- *             recent starts as the reference (weight prior_windows) and
- *             follows the observed scores with decay: 1 at first, then the
- *             factor by which this machine's normal has moved since its
- *             calibration. */
+ *             the reference is local's distribution and recent is the
+ *             reference (weight prior_windows, kept) plus the observed
+ *             scores with decay: 1 at first, then the factor by which this
+ *             machine's normal has moved since its calibration. */
 static void set_threshold(struct fv_scorer *s, const struct fv_sdist *own)
 {
 	const struct fv_global *g = s->g;
-	struct fv_sdist fleet;
-	const struct fv_sdist *ref;
+	struct fv_sdist fleet, ref;
 	double x;
 
 	s->thr = g->threshold;
@@ -156,10 +154,19 @@ static void set_threshold(struct fv_scorer *s, const struct fv_sdist *own)
 			s->thr = (float)fv_thr_adapt_threshold(&s->ad);
 		return;
 	}
-	ref = own && own->total > 0.0 ? own : &fleet;
-	if (fv_thr_compute(ref, &g->rule, &x) < 0 || !(x > 0.0) ||
-	    fv_thr_adapt_init(&s->ad, &g->rule, ref, fmax(s->o.prior_windows, 1.0), s->o.halflife) <
-		    0)
+	/* The reference is what `local` reads: the fleet's scores (weighing
+	 * prior_windows) plus own, so that a machine with few windows of its
+	 * own leans on the fleet's. */
+	fv_sdist_init(&ref);
+	if (fleet.total > 0.0 && s->o.prior_windows > 0.0) {
+		ref = fleet;
+		fv_sdist_scale(&ref, s->o.prior_windows / fleet.total);
+	}
+	if (own)
+		fv_sdist_merge(&ref, own);
+	if (fv_thr_compute(&ref, &g->rule, &x) < 0 || !(x > 0.0) ||
+	    fv_thr_adapt_init(&s->ad, &g->rule, &ref, fmax(s->o.prior_windows, 1.0),
+			      s->o.halflife) < 0)
 		return; /* nothing to adapt from: the fleet's threshold */
 	s->ref_q = x;
 }
@@ -331,18 +338,24 @@ float fv_scorer_threshold(const struct fv_scorer *s)
 	return s->g ? s->thr : 0.0f;
 }
 
-void fv_scorer_observe(struct fv_scorer *s, float score)
+void fv_scorer_observe(struct fv_scorer *s, float score, bool in_alert)
 {
-	double x, v = score;
+	double x, c, v = score;
 
 	if (!s->g || s->o.mode != FV_THRMODE_ADAPTIVE || !(s->ref_q > 0.0) || !isfinite(v))
 		return;
-	/* Censored: a window above the threshold counts as the rule's current
-	 * value on the recent scores (where the threshold sits in their
-	 * terms), so leaving anomalies out does not bias the quantile down,
-	 * and a long anomaly cannot drag it up. */
-	if (s->thr > 0.0f && v > s->thr)
-		v = fv_thr_adapt_threshold(&s->ad);
+	/* Censored: a score above c, the threshold before the rule's margin,
+	 * counts as the recent quantile x itself, so anomalies cannot lift
+	 * the quantile, and leaving them out would not bias it down. (With a
+	 * margin, scores between x and the threshold are ordinary; counting
+	 * them as they are would let a fault lift the threshold ahead of
+	 * itself.) An alert's windows below c are left out too. */
+	x = fv_thr_adapt_threshold(&s->ad) / s->g->rule.margin; /* the rule's value has it */
+	c = (double)s->thr / s->g->rule.margin;
+	if (s->thr > 0.0f && v > c)
+		v = x;
+	else if (in_alert)
+		return;
 	if (fv_thr_adapt_observe(&s->ad, v) < 0)
 		return;
 	x = fv_thr_adapt_threshold(&s->ad);

@@ -233,7 +233,7 @@ static void test_modes(void **state)
 	assert_int_equal(fv_scorer_set_model(s, &f.g), 0);
 	assert_int_equal(fv_scorer_calibrate(s, x, NULL, 2, NULL, NULL), 0);
 	assert_true(fv_scorer_threshold(s) == 5.0f);
-	fv_scorer_observe(s, 100.0f);
+	fv_scorer_observe(s, 100.0f, false);
 	assert_true(fv_scorer_threshold(s) == 5.0f);
 	fv_scorer_free(s);
 	/* local: the rule on prior (100 x 1.0) + own (0.3, 1.7) */
@@ -249,18 +249,20 @@ static void test_modes(void **state)
 	assert_near(fv_scorer_threshold(s), pow(10.0, 0.025), 1e-6);
 	assert_int_equal(fv_scorer_calibrate(s, x, NULL, 2, NULL, NULL), 0);
 	assert_near(fv_scorer_threshold(s), expect, 1e-6);
-	fv_scorer_observe(s, 100.0f);
+	fv_scorer_observe(s, 100.0f, false);
 	assert_near(fv_scorer_threshold(s), expect, 1e-6);
 	fv_scorer_free(s);
 	/* adaptive: the fleet's threshold times Q(recent) / Q(reference).
 	 * Right after calibration recent == reference: exactly the fleet's.
-	 * The reference is own (0.3, 1.7): Q0 = their median. With halflife 1
-	 * and prior 2, thirty windows at 1.0 make recent ~ all 1.0, so the
+	 * The reference is local's distribution: the fleet's 100 scores at 1.0
+	 * scaled to prior 2, plus own (0.3, 1.7); Q0 = its median. With
+	 * halflife 1, thirty windows at 1.0 make recent ~ all 1.0, so the
 	 * threshold becomes 5 * Q(1.0's bin) / Q0. Windows far above it then
 	 * count as Q(recent) itself: the threshold stays in that bin. */
 	double q0, lo, hi;
 
 	fv_sdist_init(&d);
+	fv_sdist_add(&d, 1.0, 2.0); /* the fleet's 100 scores scaled to prior 2 */
 	fv_sdist_add(&d, 0.3, 1.0);
 	fv_sdist_add(&d, 1.7, 1.0);
 	assert_int_equal(fv_thr_compute(&d, &f.g.rule, &q0), 0);
@@ -275,20 +277,55 @@ static void test_modes(void **state)
 	assert_int_equal(fv_scorer_calibrate(s, x, NULL, 2, NULL, NULL), 0);
 	assert_near(fv_scorer_threshold(s), 5.0, 1e-5);
 	for (int i = 0; i < 30; i++)
-		fv_scorer_observe(s, 1.0f);
+		fv_scorer_observe(s, 1.0f, false);
 	assert_true(fv_scorer_threshold(s) >= lo && fv_scorer_threshold(s) < hi);
+	/* The machine's normal moves up to 3.0 (below the threshold). The
+	 * reference keeps its weight 2; the observations reach 2 (1 + 1/2 +
+	 * ...) with halflife 1. Half the mass is then the reference's (0.3 at
+	 * 0.5, 1.0 at 1, 1.7 at 0.5), half at 3.0: the median sits at the top
+	 * of 1.7's bin, 10^0.25, and the threshold at 5 * 10^0.25 / Q0. */
+	for (int i = 0; i < 30; i++)
+		fv_scorer_observe(s, 3.0f, false);
+	assert_near(fv_scorer_threshold(s), 5.0 * pow(10.0, 0.25) / q0, 1e-3);
+	lo = 5.0 * pow(10.0, 0.2) / q0;
+	hi = 5.0 * pow(10.0, 0.5) / q0;
 	for (int i = 0; i < 100; i++)
-		fv_scorer_observe(s, 1e6f);
+		fv_scorer_observe(s, 1e6f, false);
 	assert_true(fv_scorer_threshold(s) >= lo && fv_scorer_threshold(s) < hi);
-	fv_scorer_observe(s, NAN); /* ignored */
+	fv_scorer_observe(s, NAN, false); /* ignored */
 	assert_true(fv_scorer_threshold(s) >= lo && fv_scorer_threshold(s) < hi);
+	/* inside an alert, scores below the threshold are left out: a fault
+	 * climbing towards it cannot lift it */
+	float before = fv_scorer_threshold(s);
+
+	for (int i = 0; i < 30; i++)
+		fv_scorer_observe(s, 0.9f * before, true);
+	assert_true(fv_scorer_threshold(s) == before);
+	for (int i = 0; i < 30; i++)
+		fv_scorer_observe(s, 0.9f * before, false);
+	assert_true(fv_scorer_threshold(s) > before);
 	fv_scorer_free(s);
+	/* With a margin of 2, a score between the threshold / 2 and the
+	 * threshold is already censored: 30 of them keep the threshold within
+	 * a bin (12 %) of where it was; without the margin (as above) the same
+	 * scores lift it. */
+	f.g.rule.margin = 2.0;
+	s = fv_scorer_new(&o, 2);
+	assert_int_equal(fv_scorer_set_model(s, &f.g), 0);
+	assert_int_equal(fv_scorer_calibrate(s, x, NULL, 2, NULL, NULL), 0);
+	before = fv_scorer_threshold(s);
+	for (int i = 0; i < 30; i++)
+		fv_scorer_observe(s, 0.9f * before, false);
+	assert_true(fv_scorer_threshold(s) < 1.13f * before);
+	fv_scorer_free(s);
+	f.g.rule.margin = 1.0;
+
 	/* no fleet threshold yet: no alerts in any mode */
 	f.g.threshold = 0.0f;
 	s = fv_scorer_new(&o, 2);
 	assert_int_equal(fv_scorer_set_model(s, &f.g), 0);
 	assert_int_equal(fv_scorer_calibrate(s, x, NULL, 2, NULL, NULL), 0);
-	fv_scorer_observe(s, 1.0f);
+	fv_scorer_observe(s, 1.0f, false);
 	assert_true(fv_scorer_threshold(s) == 0.0f);
 	fv_scorer_free(s);
 	drop_global(&f);

@@ -269,9 +269,9 @@ static void on_window(struct ent *t, int64_t start, int64_t end, long row)
 		t->pts->pred[k] |= t->det.raised;
 		t->pts->above[k] |= above;
 	}
-	/* After the verdict: the adaptive threshold learns from every window
-	 * (censored at the threshold). */
-	fv_scorer_observe(t->sc, score);
+	/* After the verdict: the adaptive threshold learns from the windows
+	 * (censored above the threshold; those of an alert below it left out). */
+	fv_scorer_observe(t->sc, score, was_raised || t->det.raised);
 }
 
 /* The agent's on_vector(). */
