@@ -10,6 +10,7 @@
 #include <cjson/cJSON.h>
 
 #include "eval.h"
+#include "fedvigil/scorer.h"
 #include "fedvigil/version.h"
 
 #define ROC_POINTS 1000
@@ -267,11 +268,14 @@ static int write_md(const struct ev_ctx *cx, const struct ev_result *res,
 	if (cx->o.mode == EV_DIRICHLET)
 		fprintf(f, "Dirichlet alpha %g over the source entities.  \n", cx->o.alpha);
 	fprintf(f,
-		"Threshold: %s (percentile %.6g, k %.6g) of the merged normal scores x %.6g; alert "
-		"when %lld of the last %lld windows are above it, cleared after %lld calm windows "
-		"(below %.6g x threshold).\n\n",
-		fv_thr_method_name(cc->rule.method), cc->percentile, cc->k, cc->margin, ac->k, ac->n,
-		ac->clear_n, ac->clear_ratio);
+		"Score: features %s, calibration %s, smoothing %.6g. Threshold: the fleet's %s "
+		"(percentile %.6g, k %.6g) of the merged normal scores x %.6g, held by each agent as "
+		"`%s`; alert when %lld of the last %lld windows are above it, cleared after %lld "
+		"calm windows (below %.6g x threshold).\n\n",
+		fv_feat_name((enum fv_feat)cc->features), cc->calibrate ? "on" : "off", cc->smooth,
+		fv_thr_method_name(cc->rule.method), cc->percentile, cc->k, cc->margin,
+		fv_thr_mode_name((enum fv_thr_mode)ac->thr_mode), ac->k, ac->n, ac->clear_n,
+		ac->clear_ratio);
 	fprintf(f, "Per point, pooled over all entities, **without point adjustment** unless the "
 		   "row says so. `predicted` is the debounced alert state after the window "
 		   "ending on the point (verdicts are causal).\n\n");
@@ -400,13 +404,20 @@ int ev_report(const struct ev_ctx *cx, const struct ev_result *res)
 	cJSON_AddNumberToObject(o, "params", (double)res->n_params);
 	cJSON_AddNumberToObject(o, "window", (double)cc->window);
 	cJSON_AddNumberToObject(o, "stride", (double)cc->stride);
+	cJSON_AddStringToObject(o, "features", fv_feat_name((enum fv_feat)cc->features));
 	cJSON_AddStringToObject(root, "aggregation", fv_agg_algo_name(cc->agg.algo));
 	o = cJSON_AddObjectToObject(root, "threshold");
 	cJSON_AddStringToObject(o, "method", fv_thr_method_name(cc->rule.method));
 	add_num(o, "percentile", cc->percentile);
 	add_num(o, "k", cc->k);
 	add_num(o, "margin", cc->margin);
+	cJSON_AddBoolToObject(o, "calibrate", cc->calibrate);
+	add_num(o, "smooth", cc->smooth);
 	o = cJSON_AddObjectToObject(root, "detect");
+	cJSON_AddStringToObject(o, "threshold", fv_thr_mode_name((enum fv_thr_mode)cx->ac.thr_mode));
+	add_num(o, "prior_windows", cx->ac.prior_windows);
+	add_num(o, "halflife", cx->ac.halflife);
+	add_num(o, "calib_prior", cx->ac.calib_prior);
 	cJSON_AddNumberToObject(o, "k", (double)cx->ac.k);
 	cJSON_AddNumberToObject(o, "n", (double)cx->ac.n);
 	add_num(o, "clear_ratio", cx->ac.clear_ratio);
