@@ -286,7 +286,7 @@ static int read_file(const char *path, const struct fv_ds_format *f, uint32_t *i
 	struct fv_csv *csv;
 	struct cols c;
 	char **fld;
-	int n, line, r = 0;
+	int n, line, r = 0, n_first = 0, line_first = 0;
 	bool first = true, have_hdr = false;
 	char where[FV_DS_PATH_MAX + 32];
 
@@ -298,6 +298,8 @@ static int read_file(const char *path, const struct fv_ds_format *f, uint32_t *i
 	while ((n = fv_csv_next(csv, &fld, &line, err, errlen)) > 0) {
 		if (first) {
 			first = false;
+			n_first = n;
+			line_first = line;
 			have_hdr = f->header == 1;
 			if (f->header < 0) {
 				/* A header when some cell is neither a number, nor empty,
@@ -338,9 +340,20 @@ static int read_file(const char *path, const struct fv_ds_format *f, uint32_t *i
 			if (have_hdr)
 				continue;
 		}
+		/* A row that is longer or shorter than the first one is
+		 * malformed (a delimiter in an unquoted field, a cut-off line):
+		 * its columns would not mean what the header says. */
 		if (n <= c.max_col) {
 			snprintf(err, errlen, "%s:%d: %d fields, column %d is needed", path, line, n,
 				 c.max_col + 1);
+			r = -EBADMSG;
+			goto out;
+		}
+		if (n != n_first) {
+			snprintf(err, errlen,
+				 "%s:%d: %d fields, but line %d has %d (a delimiter inside an "
+				 "unquoted field? quote it)",
+				 path, line, n, line_first, n_first);
 			r = -EBADMSG;
 			goto out;
 		}
@@ -642,6 +655,18 @@ static int load_entity(const struct fv_manifest *m, const struct fv_ds_entity_sp
 			}
 		}
 		r = append(e, d->C, &rw, 0, rw.n, s->files[f].role, tr_lo, tr_hi, te_lo, te_hi);
+		/* A label column with an empty cell on a test row: name the
+		 * file and line (label files and windows are checked below). */
+		if (r == 0 && s->fmt.label[0] && !s->n_labels && !s->fmt.label_windows[0])
+			for (size_t i = 0; i < rw.n; i++)
+				if ((e->role[before + i] & FV_DS_TEST) && e->label[before + i] < 0) {
+					snprintf(err, errlen,
+						 "%s:%d: test row without a label (column '%s' is "
+						 "empty)",
+						 s->files[f].path, rw.line[i], s->fmt.label);
+					r = -EINVAL;
+					break;
+				}
 		/* Rows stamped earlier than the one before (a clock stepped back)
 		 * are kept: the agent takes them as they come (the last reading
 		 * wins, no tick of their own). Counted for the report. */

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # fedvigil-eval end to end, in every mode, on a dataset this test makes:
 # three machines x four correlated channels (one machine's export uses ';',
-# CRLF line ends and a header with spaces), 800 training rows, 400 test rows
+# CRLF line ends and a quoted header with spaces, one mixes CRLF and LF, one
+# has empty cells), 800 training rows, 400 test rows
 # with two labelled faults each that break the correlation. Checks the
 # report's fields, that detection beats the flag-everything baseline, that
 # verdicts are causal (cutting the test file short changes nothing before
@@ -34,11 +35,17 @@ for m in 1 2 3; do
 	gen "" "$m" 800 "" > "$d/m$m-train.csv"
 	gen "$d/m$m-test" "$((m + 10))" 400 "$((60 + 40 * m))-$((90 + 40 * m)) 300-330" > "$d/m$m-test.csv"
 done
-# m3 as a European spreadsheet would write it: header with spaces, ';', CRLF.
+# m3 as a European spreadsheet would write it: header with spaces (two names
+# quoted), ';', CRLF.
 for part in train test; do
-	{ printf 'Motor A;Motor B;Pump C;Pump D\r\n'; tr ',' ';' < "$d/m3-$part.csv" | sed 's/$/\r/'; } > "$d/m3-$part.tmp"
+	{ printf '"Motor A";"Motor B";Pump C;Pump D\r\n'; tr ',' ';' < "$d/m3-$part.csv" | sed 's/$/\r/'; } > "$d/m3-$part.tmp"
 	mv "$d/m3-$part.tmp" "$d/m3-$part.csv"
 done
+# m2's test export mixes CRLF and LF line ends; m1's training data has three
+# empty cells (missing readings).
+sed -i '0~2s/$/\r/' "$d/m2-test.csv"
+awk -F, -v OFS=, 'NR == 100 || NR == 200 || NR == 300 { $2 = "" } { print }' "$d/m1-train.csv" > "$d/m1-train.tmp"
+mv "$d/m1-train.tmp" "$d/m1-train.csv"
 cat > "$FV_TMP/synth.ini" <<EOF
 [dataset]
 name = synth
@@ -74,6 +81,7 @@ check_report() { # DIR MODE CLIENTS
 	[ -f "$r" ] || fv_fail "$2: no report.json"
 	jq -e --arg m "$2" --argjson k "$3" '
 		.mode == $m and .clients == $k and .rounds == 3 and .dataset.entities == 3
+		and .dataset.empty_cells == 3 and .dataset.train_rows == 2400
 		and (.pooled | (.f1, .precision, .recall, .fpr, .roc_auc, .pr_auc) | type == "number")
 		and .pooled.points == 1200 and .pooled.anomalies == 186
 		and (.pooled.confusion | .tp + .fp + .fn + .tn) == 1200

@@ -441,6 +441,14 @@ static void test_dataset_errors(void **state)
 		  "x2.csv:2: column 1: '1' is not a timestamp" },
 		{ "[entity.m]\ntrain = x2.csv\ntest = x5.csv\nlabels = xl.csv\n",
 		  "x5.csv:3: 1 fields, column 2 is needed" },
+		{ "[entity.m]\ntrain = x2.csv\ntest = x6.csv\nlabels = xl.csv\n",
+		  "x6.csv:3: 3 fields, but line 1 has 2 (a delimiter inside an unquoted field?" },
+		{ "[dataset]\nfeatures = a, b\n[entity.m]\ntrain = x2.csv\ntest = x7.csv\n"
+		  "labels = xl.csv\n",
+		  "x7.csv:2: 2 fields, but line 1 has 3" },
+		{ "[dataset]\nlabel = y\n[entity.m]\nfile = x8.csv\ntrain_rows = 1-1\n"
+		  "test_rows = 2-\n",
+		  "x8.csv:4: test row without a label (column 'y' is empty)" },
 		{ "[entity.m]\ntrain = x2.csv\ntest = missing.csv\nlabels = xl.csv\n",
 		  "missing.csv: cannot open" },
 		{ "[entity.m]\nfile = x2.csv\ntrain_rows = 1-2\ntest_rows = 9-x\nlabels = xl.csv\n",
@@ -457,6 +465,9 @@ static void test_dataset_errors(void **state)
 	put("x3.csv", "a;b\n1,5;2\n");
 	put("x4.csv", "a,b,c\n1,2,3\n");
 	put("x5.csv", "a,b\n1,2\n3\n");
+	put("x6.csv", "a,b\r\n1,2\n3,4,5\r\n");        /* one field too many */
+	put("x7.csv", "a,b,c\n1,2\n3,4,5\n");           /* one too few, beyond the features */
+	put("x8.csv", "a,b,y\n1,2,0\n3,4,1\n5,6,\n"); /* an empty label cell */
 	put("xl.csv", "0\n1\n");
 	put("xl2.csv", "0\n1\n0\n");
 	for (size_t i = 0; i < FV_ARRAY_SIZE(cases); i++) {

@@ -291,8 +291,8 @@ static int write_md(const struct ev_ctx *cx, const struct ev_result *res,
 		pooled->cm.tp, pooled->cm.fp, pooled->cm.fn, pooled->cm.tn, pooled->unscored);
 	fprintf(f, "## Per entity\n\n"
 		   "| entity | points | anomalies | F1 | precision | recall | FPR | ROC-AUC | "
-		   "PR-AUC | threshold | flag-everything F1 |\n"
-		   "|---|---|---|---|---|---|---|---|---|---|---|\n");
+		   "PR-AUC | TP / FP / FN / TN | threshold | flag-everything F1 (FPR 1) |\n"
+		   "|---|---|---|---|---|---|---|---|---|---|---|---|\n");
 	for (uint32_t e = 0; e < cx->ds->n_entities; e++) {
 		const struct metrics *m = &ent[e];
 		char a[16] = "-", b[16] = "-";
@@ -301,10 +301,12 @@ static int write_md(const struct ev_ctx *cx, const struct ev_result *res,
 			snprintf(a, sizeof(a), "%.3f", m->roc_auc);
 		if (isfinite(m->pr_auc))
 			snprintf(b, sizeof(b), "%.3f", m->pr_auc);
-		fprintf(f, "| %s | %zu | %zu | %.3f | %.3f | %.3f | %.4f | %s | %s | %.4g | %.3f |\n",
+		fprintf(f,
+			"| %s | %zu | %zu | %.3f | %.3f | %.3f | %.4f | %s | %s | %" PRIu64
+			" / %" PRIu64 " / %" PRIu64 " / %" PRIu64 " | %.4g | %.3f |\n",
 			cx->ds->ent[e].name, m->points, m->anomalies, m->r.f1, m->r.precision,
-			m->r.recall, m->r.fpr, a, b, (double)res->pts[e].final_threshold,
-			m->r_all.f1);
+			m->r.recall, m->r.fpr, a, b, m->cm.tp, m->cm.fp, m->cm.fn, m->cm.tn,
+			(double)res->pts[e].final_threshold, m->r_all.f1);
 	}
 	fprintf(f, "\n## Cost\n\n"
 		   "| | |\n|---|---|\n");
@@ -484,10 +486,11 @@ int ev_report(const struct ev_ctx *cx, const struct ev_result *res)
 		r = write_roc(cx, res, score, label, n);
 	if (r == 0)
 		printf("eval: mode=%s points=%zu anomalies=%zu f1=%.3f precision=%.3f recall=%.3f "
-		       "fpr=%.4f roc_auc=%.3f pr_auc=%.3f flag_all_f1=%.3f wall_s=%.1f rss_mb=%.1f\n",
+		       "fpr=%.4f roc_auc=%.3f pr_auc=%.3f flag_all_f1=%.3f flag_all_fpr=%.3f wall_s=%.1f "
+		       "rss_mb=%.1f\n",
 		       ev_mode_name(cx->o.mode), pooled.points, pooled.anomalies, pooled.r.f1,
 		       pooled.r.precision, pooled.r.recall, pooled.r.fpr, pooled.roc_auc,
-		       pooled.pr_auc, pooled.r_all.f1, res->total_s,
+		       pooled.pr_auc, pooled.r_all.f1, pooled.r_all.fpr, res->total_s,
 		       (double)res->peak_rss_kb / 1024.0);
 out:
 	if (r == -ENOMEM)
