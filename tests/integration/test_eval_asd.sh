@@ -12,7 +12,10 @@ data="${FV_DATA_DIR:-$FV_SOURCE_DIR/../shared/data}/asd/csv"
 [ -f "$data/omi-1_train.csv" ] || fv_skip "ASD dataset not found at $data (it lives in ../shared/data beside the checkout; FV_DATA_DIR overrides); skipping"
 command -v jq >/dev/null || fv_skip "jq is not installed (scripts/deps installs it)"
 fv_tmpdir
-"$FV_BINARY_DIR/fedvigil-eval" "$FV_SOURCE_DIR/tools/eval/manifests/asd.ini" --root "$data" \
+# Beside the checkout, the manifest's own relative root finds the data.
+root=()
+[ -n "${FV_DATA_DIR:-}" ] && root=(--root "$data")
+"$FV_BINARY_DIR/fedvigil-eval" "$FV_SOURCE_DIR/tools/eval/manifests/asd.ini" "${root[@]}" \
 	--entities omi-7,omi-8,omi-9 --mode federated --set round.rounds=3 --out "$FV_TMP/out" \
 	--plots none -q > "$FV_TMP/stdout" 2> "$FV_TMP/stderr" || { cat "$FV_TMP/stderr"; fv_fail "fedvigil-eval failed"; }
 cat "$FV_TMP/stdout"
