@@ -147,6 +147,12 @@ done
 # --set reaches both configurations; errors are usage errors (2) that say why.
 run federated "$FV_TMP/set" --plots none --set detect.k=1 --set detect.n=1 --set threshold.margin=2
 jq -e '.detect.k == 1 and .threshold.margin == 2' "$FV_TMP/set/report.json" >/dev/null || fv_fail "--set not applied"
+# The coordinator's aggregation keys apply: the median of the updates trains
+# another model than FedAvg (same data, same seed), so other scores.
+run federated "$FV_TMP/med" --plots none --set aggregation.algorithm=median
+jq -e '.aggregation == "median"' "$FV_TMP/med/report.json" >/dev/null || fv_fail "aggregation.algorithm not applied"
+cmp -s <(cut -d, -f3 "$FV_TMP/fed/points.csv") <(cut -d, -f3 "$FV_TMP/med/points.csv") &&
+	fv_fail "aggregation.algorithm = median gave exactly FedAvg's scores"
 expect_usage() { # WANT ARGS...
 	local want=$1 rc=0
 	shift
