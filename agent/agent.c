@@ -98,6 +98,11 @@ struct agent {
 	uint64_t n_rollback;         /* models older than one accepted */
 	uint64_t n_clears_ignored;   /* unsigned empty model/round payloads ignored */
 	struct fv_ratelimit rl_sec;  /* bounds the log lines of refusals */
+	/* Sparkplug B channels (NULL when none) */
+	struct fv_spb_map *spb;
+	int64_t next_rebirth_ms;     /* earliest next rebirth request */
+	uint64_t n_rebirth_requests;
+
 	/* service integration (fedvigil/svc.h) */
 	struct fv_sd sd;             /* notify protocol and watchdog */
 	struct fv_httpd *httpd;      /* Prometheus responder, NULL = off */
@@ -1019,9 +1024,73 @@ static void on_sensor(struct agent *a, uint32_t ch, const struct fv_mqtt_msg *m)
 	fv_align_observe(a->align, ch, v, ts);
 }
 
+/* ---- Sparkplug B ---- */
+
+#define REBIRTH_INTERVAL_MS 30000
+
+/* A reading of channel ch from the edge node (fv_spb_value_fn). */
+static void on_spb_value(uint32_t ch, double v, int64_t ts, void *userdata)
+{
+	struct agent *a = userdata;
+
+	if (a->cfg.clock == AGENT_CLOCK_DATA) {
+		if (ts < 0) {
+			a->n_parse_err++;
+			return;
+		}
+		run_ticks(a, ts);
+	} else if (ts < 0) {
+		ts = fv_now_wall_ms();
+	}
+	fv_align_observe(a->align, ch, v, ts);
+}
+
+static void on_sparkplug(struct agent *a, const struct fv_mqtt_msg *m)
+{
+	int r = fv_spb_map_message(a->spb, m->topic, m->payload, m->len, on_spb_value, a);
+	int64_t now;
+
+	if (r == -ENOENT || r == -EINVAL) {
+		a->n_unknown_topic++; /* another node's, or a command */
+		return;
+	}
+	if (r < 0) {
+		uint64_t sup = 0;
+
+		a->n_parse_err++;
+		if (fv_ratelimit_ok(&a->rl_parse, &sup))
+			fv_log(FV_LOG_WARNING,
+			       "Sparkplug payload on %s rejected (%zu bytes): %s (%" PRIu64
+			       " more suppressed)",
+			       m->topic, m->len, fv_strerror(r), sup);
+		return;
+	}
+	now = fv_now_mono_ms();
+	if (a->cfg.sp_rebirth && fv_spb_map_wants_rebirth(a->spb) && now >= a->next_rebirth_ms) {
+		char topic[FV_SPB_TOPIC_MAX];
+		uint8_t *buf;
+		size_t len;
+
+		a->next_rebirth_ms = now + REBIRTH_INTERVAL_MS;
+		if (fv_spb_topic(topic, sizeof(topic), FV_SPB_NCMD, a->cfg.sp_group, a->cfg.sp_node,
+				 "") &&
+		    fv_spb_rebirth_request(fv_now_wall_ms(), &buf, &len) == 0) {
+			fv_mqtt_publish(a->mq, topic, buf, len, 0, false);
+			free(buf);
+			a->n_rebirth_requests++;
+			fv_log(FV_LOG_NOTICE, "Sparkplug: data with unknown aliases from %s/%s; "
+			       "asked for a rebirth on %s", a->cfg.sp_group, a->cfg.sp_node, topic);
+		}
+	}
+}
+
 static void on_message(struct agent *a, const struct fv_mqtt_msg *m)
 {
 	a->n_msgs++;
+	if (a->spb && strncmp(m->topic, FV_SPB_NAMESPACE "/", sizeof(FV_SPB_NAMESPACE)) == 0) {
+		on_sparkplug(a, m);
+		return;
+	}
 	if (strcmp(m->topic, a->t_model) == 0) {
 		on_model(a, m);
 		return;
@@ -1143,8 +1212,26 @@ struct agent *agent_new(const struct agent_config *c)
 	if (fv_mqtt_subscribe(a->mq, a->t_model, 1) < 0 || fv_mqtt_subscribe(a->mq, a->t_round, 1) < 0)
 		goto fail;
 	for (uint32_t i = 0; i < C; i++)
-		if (fv_mqtt_subscribe(a->mq, c->channels[i].topic, 1) < 0)
+		if (!c->channels[i].sp_metric[0] && fv_mqtt_subscribe(a->mq, c->channels[i].topic, 1) < 0)
 			goto fail;
+	for (uint32_t i = 0; i < C; i++) {
+		char f_node[FV_SPB_TOPIC_MAX], f_dev[FV_SPB_TOPIC_MAX];
+
+		if (!c->channels[i].sp_metric[0])
+			continue;
+		if (!a->spb) {
+			a->spb = fv_spb_map_new(c->sp_group, c->sp_node, C);
+			if (!a->spb || fv_spb_map_filters(a->spb, f_node, f_dev) < 0 ||
+			    fv_mqtt_subscribe(a->mq, f_node, 1) < 0 ||
+			    fv_mqtt_subscribe(a->mq, f_dev, 1) < 0) {
+				fv_log(FV_LOG_ERR, "cannot set up Sparkplug B input from %s/%s",
+				       c->sp_group, c->sp_node);
+				goto fail;
+			}
+		}
+		if (fv_spb_map_add(a->spb, i, c->channels[i].sp_device, c->channels[i].sp_metric) < 0)
+			goto fail; /* agent_config_check refused duplicates already */
+	}
 	return a;
 fail:
 	agent_free(a);
@@ -1157,6 +1244,7 @@ void agent_free(struct agent *a)
 		return;
 	fv_mqtt_free(a->mq, 1000);
 	fv_httpd_free(a->httpd);
+	fv_spb_map_free(a->spb);
 	drop_model_objects(a);
 	fv_scorer_free(a->sc);
 	fv_global_clear(&a->gm);
@@ -1244,7 +1332,8 @@ static bool channels_equal(const struct agent_config *x, const struct agent_conf
 
 		if (strcmp(p->name, q->name) != 0 || strcmp(p->topic, q->topic) != 0 ||
 		    p->fmt.format != q->fmt.format || strcmp(p->fmt.value_path, q->fmt.value_path) != 0 ||
-		    strcmp(p->fmt.ts_path, q->fmt.ts_path) != 0)
+		    strcmp(p->fmt.ts_path, q->fmt.ts_path) != 0 ||
+		    strcmp(p->sp_metric, q->sp_metric) != 0 || strcmp(p->sp_device, q->sp_device) != 0)
 			return false;
 	}
 	return true;
@@ -1389,6 +1478,31 @@ static void render_prom(struct fv_prom *p, void *userdata)
 		       a->have_ann ? (double)a->ann.h.round : 0);
 	fv_prom_metric(p, "fedvigil_agent_buffer_vectors", "gauge",
 		       "Vectors in the local training buffer.", (double)a->buf.len);
+	if (a->spb) {
+		struct fv_spb_stats sp;
+
+		fv_spb_map_get_stats(a->spb, &sp);
+		fv_prom_metric(p, "fedvigil_agent_sparkplug_messages_total", "counter",
+			       "Sparkplug B messages of the edge node handled.", (double)sp.messages);
+		fv_prom_metric(p, "fedvigil_agent_sparkplug_births_total", "counter",
+			       "NBIRTH and DBIRTH messages.", (double)sp.births);
+		fv_prom_metric(p, "fedvigil_agent_sparkplug_deaths_total", "counter",
+			       "NDEATH and DDEATH messages.", (double)sp.deaths);
+		fv_prom_metric(p, "fedvigil_agent_sparkplug_values_total", "counter",
+			       "Metric values delivered to channels.", (double)sp.values);
+		fv_prom_metric(p, "fedvigil_agent_sparkplug_decode_errors_total", "counter",
+			       "Payloads that did not decode.", (double)sp.decode_errors);
+		fv_prom_metric(p, "fedvigil_agent_sparkplug_unknown_alias_total", "counter",
+			       "Data metrics with an alias no birth explained.",
+			       (double)sp.unknown_alias);
+		fv_prom_metric(p, "fedvigil_agent_sparkplug_not_numeric_total", "counter",
+			       "Metrics of a channel without a usable number (null, string, NaN).",
+			       (double)sp.not_numeric);
+		fv_prom_metric(p, "fedvigil_agent_sparkplug_seq_gaps_total", "counter",
+			       "Sequence numbers that skipped (lost messages).", (double)sp.seq_gaps);
+		fv_prom_metric(p, "fedvigil_agent_sparkplug_rebirth_requests_total", "counter",
+			       "NCMD rebirth requests sent.", (double)a->n_rebirth_requests);
+	}
 	fv_mqtt_get_stats(a->mq, &ms);
 	fv_prom_mqtt(p, &ms, fv_mqtt_connected(a->mq));
 	fv_prom_metric(p, "fedvigil_watchdog_pings_total", "counter",

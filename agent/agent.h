@@ -14,6 +14,7 @@
 #include "fedvigil/mqtt.h"
 #include "fedvigil/nn.h"
 #include "fedvigil/scorer.h"
+#include "fedvigil/sparkplug.h"
 #include "fedvigil/util.h"
 #include "fedvigil/wire.h"
 
@@ -28,6 +29,10 @@ struct agent_channel {
 	char topic[FV_TOPIC_MAX];   /* MQTT topic (no wildcards) */
 	struct fv_payload_spec fmt; /* how to read its payloads */
 	bool fmt_set;               /* format given in the section */
+	/* Sparkplug B instead of a topic of its own (metric set) */
+	char sp_metric[FV_SPB_NAME_MAX]; /* metric name in the edge node's births/data */
+	char sp_device[FV_SPB_ID_MAX];   /* its device; "" = sparkplug.device */
+	bool sp_device_set;         /* device given in the section */
 };
 
 struct agent_config {
@@ -69,6 +74,11 @@ struct agent_config {
 	char sign_version_file[512]; /* highest model accepted, kept across restarts */
 	/* [metrics] */
 	char metrics_listen[64];    /* Prometheus address "127.0.0.1:9109", "" = off */
+	/* [sparkplug] */
+	char sp_group[FV_SPB_ID_MAX];  /* group id of the edge node feeding the channels */
+	char sp_node[FV_SPB_ID_MAX];   /* its edge node id */
+	char sp_device[FV_SPB_ID_MAX]; /* default device of the channels, "" = node metrics */
+	bool sp_rebirth;            /* ask for a rebirth when aliases are unknown */
 	/* [channel.NAME] sections */
 	uint32_t n_channels;
 	struct agent_channel channels[FV_MAX_CHANNELS];

@@ -89,6 +89,15 @@ const struct fv_cfg_key agent_cfg_keys[] = {
 	K("metrics", "listen", FV_CFG_STR, "", 0, 0, NULL, metrics_listen,
 	  "serve Prometheus metrics at http://ADDR/metrics: PORT, IPV4:PORT or [IPV6]:PORT "
 	  "(PORT alone = 127.0.0.1; empty = off)"),
+	K("sparkplug", "group", FV_CFG_STR, "", 0, 0, NULL, sp_group,
+	  "Sparkplug B group id of the edge node that feeds the metric = channels"),
+	K("sparkplug", "node", FV_CFG_STR, "", 0, 0, NULL, sp_node,
+	  "its edge node id (topics spBv1.0/<group>/NBIRTH|NDATA|DBIRTH|DDATA/<node>[/<device>])"),
+	K("sparkplug", "device", FV_CFG_STR, "", 0, 0, NULL, sp_device,
+	  "default device id of the metric = channels (empty: the node's own metrics)"),
+	K("sparkplug", "request_rebirth", FV_CFG_BOOL, "false", 0, 0, NULL, sp_rebirth,
+	  "publish NCMD Node Control/Rebirth when data uses aliases no birth was seen for "
+	  "(at most every 30 s)"),
 };
 
 const char *const agent_live_keys[] = {
@@ -147,13 +156,26 @@ static int channel_key(void *userdata, const char *section, const char *name, co
 			*ret_why = "value_path too long (max 63)";
 			return -E2BIG;
 		}
+	} else if (strcmp(name, "metric") == 0) {
+		if (!*value || fv_strlcpy(ch->sp_metric, value, sizeof(ch->sp_metric)) < 0) {
+			*ret_why = "metric must be a Sparkplug metric name of 1-255 chars";
+			return -EINVAL;
+		}
+	} else if (strcmp(name, "device") == 0) {
+		if (*value && !fv_spb_id_valid(value)) {
+			*ret_why = "device must be a Sparkplug device id (1-63 chars, no / + #)";
+			return -EINVAL;
+		}
+		fv_strlcpy(ch->sp_device, value, sizeof(ch->sp_device));
+		ch->sp_device_set = true;
 	} else if (strcmp(name, "ts_path") == 0) {
 		if (fv_strlcpy(ch->fmt.ts_path, value, sizeof(ch->fmt.ts_path)) < 0) {
 			*ret_why = "ts_path too long (max 63)";
 			return -E2BIG;
 		}
 	} else {
-		*ret_why = "unknown key in a [channel.NAME] section (topic, format, value_path, ts_path)";
+		*ret_why = "unknown key in a [channel.NAME] section (topic, format, value_path, ts_path; "
+			   "or metric, device for Sparkplug B)";
 		return -EINVAL;
 	}
 	return 0;
@@ -222,11 +244,41 @@ int agent_config_check(struct agent_config *c, char *err, size_t errlen)
 			 "no channels: add [channel.NAME] sections with topic = ... to the config");
 		return -EINVAL;
 	}
+	bool sparkplug = false;
+
 	for (uint32_t i = 0; i < c->n_channels; i++) {
 		struct agent_channel *ch = &c->channels[i];
 
+		if (ch->sp_metric[0]) {
+			/* Sparkplug B: the edge node's births and data, no topic. */
+			if (ch->topic[0] || ch->fmt_set) {
+				snprintf(err, errlen,
+					 "[channel.%s]: metric (Sparkplug B) and topic/format exclude "
+					 "each other",
+					 ch->name);
+				return -EINVAL;
+			}
+			if (!ch->sp_device_set)
+				fv_strlcpy(ch->sp_device, c->sp_device, sizeof(ch->sp_device));
+			for (uint32_t j = 0; j < i; j++)
+				if (strcmp(c->channels[j].sp_metric, ch->sp_metric) == 0 &&
+				    strcmp(c->channels[j].sp_device, ch->sp_device) == 0) {
+					snprintf(err, errlen,
+						 "[channel.%s] and [channel.%s] read the same Sparkplug "
+						 "metric '%s'",
+						 c->channels[j].name, ch->name, ch->sp_metric);
+					return -EINVAL;
+				}
+			sparkplug = true;
+			continue;
+		}
+		if (ch->sp_device_set) {
+			snprintf(err, errlen, "[channel.%s]: device without metric", ch->name);
+			return -EINVAL;
+		}
 		if (!ch->topic[0]) {
-			snprintf(err, errlen, "[channel.%s] has no topic", ch->name);
+			snprintf(err, errlen, "[channel.%s] has no topic (or metric, for Sparkplug B)",
+				 ch->name);
 			return -EINVAL;
 		}
 		for (uint32_t j = 0; j < i; j++)
@@ -242,9 +294,22 @@ int agent_config_check(struct agent_config *c, char *err, size_t errlen)
 		if (!ch->fmt.ts_path[0])
 			fv_strlcpy(ch->fmt.ts_path, c->ts_path, sizeof(ch->fmt.ts_path));
 	}
+	if (sparkplug && (!fv_spb_id_valid(c->sp_group) || !fv_spb_id_valid(c->sp_node))) {
+		snprintf(err, errlen,
+			 "Sparkplug B channels need sparkplug.group and sparkplug.node (1-63 chars, "
+			 "no / + #): have '%s' and '%s'",
+			 c->sp_group, c->sp_node);
+		return -EINVAL;
+	}
+	if (c->sp_device[0] && !fv_spb_id_valid(c->sp_device)) {
+		snprintf(err, errlen, "sparkplug.device = '%s': 1-63 chars, no / + #", c->sp_device);
+		return -EINVAL;
+	}
 	if (c->clock == AGENT_CLOCK_DATA) {
+		/* Sparkplug metrics carry their timestamps. */
 		for (uint32_t i = 0; i < c->n_channels; i++)
-			if (c->channels[i].fmt.format != FV_FMT_JSON || !c->channels[i].fmt.ts_path[0]) {
+			if (!c->channels[i].sp_metric[0] &&
+			    (c->channels[i].fmt.format != FV_FMT_JSON || !c->channels[i].fmt.ts_path[0])) {
 				snprintf(err, errlen,
 					 "ingest.clock = data needs timestamps: [channel.%s] must be json "
 					 "with a ts_path",

@@ -91,7 +91,10 @@ static void usage(FILE *out)
 	fprintf(out,
 		"  [channel.NAME] sections, one per model channel:\n"
 		"    topic = plant/pump-1/temperature   (required)\n"
-		"    format, value_path, ts_path        (default: the [ingest] keys)\n");
+		"    format, value_path, ts_path        (default: the [ingest] keys)\n"
+		"  or, fed by a Sparkplug B edge node ([sparkplug] group, node):\n"
+		"    metric = Pump/Temperature          (the metric's name in NBIRTH/DBIRTH)\n"
+		"    device = pump-1                    (default: sparkplug.device; empty = node)\n");
 }
 
 static void dump_channels(const struct agent_config *c)
@@ -99,6 +102,11 @@ static void dump_channels(const struct agent_config *c)
 	for (uint32_t i = 0; i < c->n_channels; i++) {
 		const struct agent_channel *ch = &c->channels[i];
 
+		if (ch->sp_metric[0]) {
+			printf("\n[channel.%s]\nmetric = %s\ndevice = %s\n", ch->name, ch->sp_metric,
+			       ch->sp_device);
+			continue;
+		}
 		printf("\n[channel.%s]\ntopic = %s\nformat = %s\nvalue_path = %s\nts_path = %s\n",
 		       ch->name, ch->topic, ch->fmt.format == FV_FMT_JSON ? "json" : "number",
 		       ch->fmt.value_path, ch->fmt.ts_path);

@@ -179,6 +179,12 @@ bool fv_cli_wait_connected(struct fv_mqtt *c, double timeout_s, volatile sig_ato
 int fv_cli_publish(struct fv_mqtt *c, const char *broker, const char *topic, const char *payload,
 		   int qos, volatile sig_atomic_t *stop)
 {
+	return fv_cli_publish_bin(c, broker, topic, payload, strlen(payload), qos, stop);
+}
+
+int fv_cli_publish_bin(struct fv_mqtt *c, const char *broker, const char *topic, const void *payload,
+		       size_t len, int qos, volatile sig_atomic_t *stop)
+{
 	static struct fv_ratelimit rl = FV_RATELIMIT_INIT(10000, 1);
 	int refused = 0;
 
@@ -192,7 +198,7 @@ int fv_cli_publish(struct fv_mqtt *c, const char *broker, const char *topic, con
 			fv_cli_sleep_ms(2);
 			continue;
 		}
-		r = fv_mqtt_publish(c, topic, payload, strlen(payload), qos, false);
+		r = fv_mqtt_publish(c, topic, payload, len, qos, false);
 		if (r == 0)
 			return 0;
 		if (r == -ENOBUFS) { /* the client's buffer is full: let it drain */

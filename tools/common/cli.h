@@ -84,6 +84,9 @@ bool fv_cli_wait_connected(struct fv_mqtt *c, double timeout_s, volatile sig_ato
  * set, or the client's error after repeated refusals. */
 int fv_cli_publish(struct fv_mqtt *c, const char *broker, const char *topic, const char *payload,
 		   int qos, volatile sig_atomic_t *stop);
+/* The same for len bytes of binary payload (Sparkplug B). */
+int fv_cli_publish_bin(struct fv_mqtt *c, const char *broker, const char *topic, const void *payload,
+		       size_t len, int qos, volatile sig_atomic_t *stop);
 /* Sleep until ns nanoseconds after t0 (CLOCK_MONOTONIC, absolute), or until
  * *stop is set. */
 void fv_cli_sleep_until(const struct timespec *t0, int64_t ns, volatile sig_atomic_t *stop);

@@ -1,6 +1,7 @@
 /* fedvigil-sim: a plant of machines that publish sensor readings over MQTT,
  * with labelled faults injected at seeded random times (see docs/tools.md). */
 #include "plant.h"
+#include "spb.h"
 
 #include "cli.h"
 #include "fedvigil/mqtt.h"
@@ -47,6 +48,7 @@ struct opts {
 	bool quiet;               /* no per-fault lines */
 	double connect_timeout_s; /* give up if the broker is not reachable */
 	const char *metrics_listen; /* Prometheus page address, NULL = off */
+	const char *spb_node;     /* --sparkplug: edge node id, NULL = plain JSON topics */
 };
 
 /* What the Prometheus page shows (render_prom). */
@@ -86,12 +88,18 @@ static void usage(FILE *f)
 		"      --metrics-listen A   serve Prometheus metrics at http://A/metrics\n"
 		"                           (A = [HOST:]PORT, host default 127.0.0.1; for\n"
 		"                           fedvigil-health and container health checks)\n"
+		"      --sparkplug[=NODE]   publish as a Sparkplug B edge node NODE (default\n"
+		"                           fedvigil-sim) of group P: NBIRTH, a DBIRTH per\n"
+		"                           machine (device = machine, metric = channel, with\n"
+		"                           aliases), then DDATA by alias; NDEATH at the end\n"
+		"                           and as the will\n"
 		FV_CLI_MQTT_HELP
 		"  -h, --help               show this help\n"
 		"  -V, --version            show the version\n"
 		"\n"
 		"Channels: vibration temperature pressure flow current. Payload:\n"
-		"{\"ts\":<ms since epoch>,\"value\":<number>}. Exit: 0 ok, 1 error, 2 usage.\n");
+		"{\"ts\":<ms since epoch>,\"value\":<number>} (or Sparkplug B, see above).\n"
+		"Exit: 0 ok, 1 error, 2 usage.\n");
 }
 
 enum {
@@ -103,6 +111,7 @@ enum {
 	OPT_TYPES,
 	OPT_CONNECT_TIMEOUT,
 	OPT_METRICS,
+	OPT_SPARKPLUG,
 };
 
 /* Returns 0, or an exit code (2 usage, -1 = exit 0 after --help/--version). */
@@ -125,6 +134,7 @@ static int parse_args(int argc, char **argv, struct opts *o)
 		{ "connect-timeout", required_argument, NULL, OPT_CONNECT_TIMEOUT },
 		{ "quiet", no_argument, NULL, 'q' },
 		{ "metrics-listen", required_argument, NULL, OPT_METRICS },
+		{ "sparkplug", optional_argument, NULL, OPT_SPARKPLUG },
 		FV_CLI_MQTT_LONGOPTS,
 		{ "help", no_argument, NULL, 'h' },
 		{ "version", no_argument, NULL, 'V' },
@@ -226,6 +236,12 @@ static int parse_args(int argc, char **argv, struct opts *o)
 			o->metrics_listen = optarg;
 			break;
 		}
+		case OPT_SPARKPLUG:
+			o->spb_node = optarg ? optarg : "fedvigil-sim";
+			if (!fv_spb_id_valid(o->spb_node))
+				return fv_cli_usage_error("--sparkplug: '%s' is not a Sparkplug node id "
+						   "(1-63 chars, no / + #)", o->spb_node);
+			break;
 		case 'h':
 			usage(stdout);
 			return -1;
@@ -247,6 +263,9 @@ static int parse_args(int argc, char **argv, struct opts *o)
 	}
 	if (optind < argc)
 		return fv_cli_usage_error("unexpected argument '%s'", argv[optind]);
+	if (o->spb_node && !fv_spb_id_valid(o->prefix))
+		return fv_cli_usage_error("--sparkplug: the prefix '%s' is the Sparkplug group id and "
+				   "must be one topic level (no /)", o->prefix);
 	if (!o->broker)
 		return fv_cli_usage_error("--broker is required (e.g. --broker tcp://127.0.0.1:1883)");
 	if (o->duration_s * 1000 < (double)o->period_ms)
@@ -345,6 +364,10 @@ int main(int argc, char **argv)
 	struct sigaction sa = { .sa_handler = on_signal };
 	struct timespec t0;
 	char err[256], client_id[64], topic[512], payload[96], when[40], until[40];
+	char will_topic[FV_SPB_TOPIC_MAX];
+	struct sim_spb spb;
+	uint8_t *will = NULL;
+	size_t will_len = 0;
 	uint64_t messages = 0, samples = 0;
 	int64_t k = 0;
 	int rc = 0, r;
@@ -383,6 +406,20 @@ int main(int argc, char **argv)
 	mo.uri = o.broker;
 	mo.client_id = client_id;
 	mo.offline_buffer = 10000;
+	spb = (struct sim_spb){ .group = o.prefix, .node = o.spb_node, .broker = o.broker,
+				.qos = o.qos, .bdseq = 0 };
+	if (o.spb_node) {
+		r = sim_spb_death(&spb, will_topic, &will, &will_len);
+		if (r < 0) {
+			fv_log(FV_LOG_ERR, "--sparkplug: cannot build the NDEATH will: %s", fv_strerror(r));
+			rc = 1;
+			goto out;
+		}
+		mo.will_topic = will_topic;
+		mo.will_payload = will;
+		mo.will_len = will_len;
+		mo.will_qos = 1; /* Sparkplug 3.0: NDEATH with QoS 1, not retained */
+	}
 	r = fv_cli_mqtt_apply(&o.mqtt, o.broker, &mo);
 	if (r) {
 		rc = r;
@@ -422,6 +459,10 @@ int main(int argc, char **argv)
 		       "%d faults each, speed %g", o.machines, (long long)cfg.n_samples,
 		       (long long)o.period_ms, (long long)cfg.normal_samples, o.faults, o.speed);
 
+	if (o.spb_node && sim_spb_nbirth(&spb, mq, o.start_ms, &stop_signal) < 0) {
+		rc = stop_signal ? 0 : 1;
+		goto out;
+	}
 	clock_gettime(CLOCK_MONOTONIC, &t0);
 	for (k = 0; k < cfg.n_samples && !stop_signal; k++) {
 		int64_t ts = o.start_ms + k * o.period_ms;
@@ -447,6 +488,19 @@ int main(int argc, char **argv)
 				       fv_iso8601(o.start_ms + (onset->end - 1) * o.period_ms, until,
 						  sizeof(until)),
 				       sim_channel_name(onset->channel));
+			if (o.spb_node) {
+				const char *names[SIM_N_CHANNELS];
+
+				for (int c = 0; c < SIM_N_CHANNELS; c++)
+					names[c] = sim_channel_name(c);
+				r = sim_spb_sample(&spb, mq, name, m, k == 0, ts, v, SIM_N_CHANNELS, names,
+						   &stop_signal);
+				if (r < 0 && r != -EINTR)
+					rc = 1;
+				if (r == 0)
+					messages++;
+				continue;
+			}
 			for (int c = 0; c < SIM_N_CHANNELS; c++) {
 				snprintf(topic, sizeof(topic), "%s/%s/%s", o.prefix, name,
 					 sim_channel_name(c));
@@ -473,6 +527,8 @@ int main(int argc, char **argv)
 		if (o.truth && write_truth(plant, o.truth, k) < 0)
 			rc = 1;
 	}
+	if (o.spb_node && rc == 0 && sim_spb_ndeath(&spb, mq, &stop_signal) == 0)
+		messages++;
 	/* Wait for the broker to acknowledge what is in flight. */
 	{
 		int64_t deadline = fv_now_mono_ms() + (stop_signal ? 2000 : 30000);
@@ -494,6 +550,7 @@ int main(int argc, char **argv)
 out:
 	fv_httpd_free(httpd);
 	fv_mqtt_free(mq, 1000);
+	free(will);
 	sim_plant_free(plant);
 	return rc;
 }

@@ -1,0 +1,152 @@
+#!/usr/bin/env bash
+# Sparkplug B input with no glue: fedvigil-sim --sparkplug plays an edge node
+# (NBIRTH, a DBIRTH per machine with aliases, DDATA by alias only, NDEATH),
+# an agent whose channels are `metric = ...` learns the aliases from the
+# births, takes its device's values, trains with the coordinator and raises
+# an alert. A second agent that starts after the births sees only aliases it
+# cannot resolve: it counts them and asks the node for a rebirth (NCMD).
+# Garbage on a Sparkplug topic is counted and survived; config errors name
+# the channel and key.
+set -euo pipefail
+source "$FV_SOURCE_DIR/tests/integration/lib.sh"
+source "$FV_SOURCE_DIR/tests/integration/fleet.sh"
+fv_tmpdir
+trap 'rc=$?; [ $rc -ne 0 ] && [ $rc -ne 77 ] && fleet_dump_logs; fv_cleanup; exit $rc' EXIT
+A=$FV_BIN/fedvigil-agent
+chans=(vibration temperature pressure flow current)
+
+# spb_agent ID DEVICE: an agent config reading DEVICE of edge node fedvigil-sim.
+spb_agent() {
+	{
+		echo "[agent]"
+		echo "id = $1"
+		echo "fleet = $FV_FLEET"
+		echo "broker = tcp://127.0.0.1:$FV_BROKER_PORT"
+		echo "metrics_interval_ms = 500"
+		echo "[ingest]"
+		echo "clock = data"
+		echo "period_ms = 1000"
+		echo "max_age_ms = 3000"
+		echo "[metrics]"
+		echo "listen = 0"
+		echo "[sparkplug]"
+		echo "group = plant"
+		echo "node = fedvigil-sim"
+		echo "device = $2"
+		echo "request_rebirth = true"
+		for c in "${chans[@]}"; do
+			echo "[channel.$c]"
+			echo "metric = $c"
+		done
+	} >"$FV_TMP/$1.ini"
+}
+# prom ID NAME: a metric of agent ID's Prometheus page.
+prom() {
+	local port
+	port=$(sed -n 's|.*Prometheus metrics on http://127.0.0.1:\([0-9]*\)/metrics.*|\1|p' "$FV_TMP/$1.log")
+	exec 3<>"/dev/tcp/127.0.0.1/$port"
+	printf 'GET /metrics HTTP/1.0\r\n\r\n' >&3
+	timeout 5 cat <&3 | awk -v n="$2" '$1 == n { print $2 }'
+	exec 3<&- 3>&-
+}
+
+# ---- configuration ----
+FV_BROKER_PORT=1
+spb_agent cfgtest pump-1
+"$A" -c "$FV_TMP/cfgtest.ini" --check-config >/dev/null || fv_fail "a Sparkplug config does not check"
+"$A" -c "$FV_TMP/cfgtest.ini" --dump-config | grep -q '^metric = flow$' || fv_fail "--dump-config lacks the metric"
+sed '/^node = /d' "$FV_TMP/cfgtest.ini" >"$FV_TMP/nonode.ini"
+set +e; out=$("$A" -c "$FV_TMP/nonode.ini" --check-config 2>&1); rc=$?; set -e
+[ $rc -eq 2 ] && grep -q 'sparkplug.node' <<<"$out" || fv_fail "missing sparkplug.node: rc=$rc $out"
+printf '[channel.flow]\ntopic = plant/x/flow\n' >>"$FV_TMP/cfgtest.ini"
+set +e; out=$("$A" -c "$FV_TMP/cfgtest.ini" --check-config 2>&1); rc=$?; set -e
+[ $rc -eq 2 ] && grep -q 'channel.flow.*exclude' <<<"$out" || fv_fail "metric and topic together: rc=$rc $out"
+
+# ---- a fleet fed by an edge node ----
+fv_broker_start
+fleet_write_coordinator 2 1 5
+sed -i 's/^min_samples = .*/min_samples = 100/; s/^interval_ms = .*/interval_ms = 300/' "$FV_TMP/coordinator.ini"
+fleet_sub metrics "fedvigil/v1/$FV_FLEET/coord/metrics"
+fleet_sub alerts "fedvigil/v1/$FV_FLEET/agent/+/alert"
+fleet_sub states "fedvigil/v1/$FV_FLEET/agent/+/state"
+fleet_sub cstates "fedvigil/v1/$FV_FLEET/coord/state"
+mosquitto_sub -h 127.0.0.1 -p "$FV_BROKER_PORT" -v -t 'spBv1.0/plant/NCMD/#' >"$FV_TMP/ncmd.log" 2>/dev/null &
+fv_track $!
+spb_agent pump-1 pump-1
+spb_agent late compressor-2
+fleet_start_coordinator
+fleet_start_agent pump-1
+fv_wait_for "pump-1 connected" 10 grep -q 'mqtt: connected' "$FV_TMP/pump-1.log" || fv_fail "pump-1 did not connect"
+sleep 0.5
+"$FV_BIN/fedvigil-sim" --broker "$FV_BROKER_URI" --prefix plant --sparkplug --machines 2 --speed 400 \
+	--duration 4000 --normal 2500 --faults 2 --seed 7 -q >"$FV_TMP/sim.log" 2>&1 &
+SIM=$!
+fv_track $SIM
+# The late agent joins once the births are over.
+sleep 2
+fleet_start_agent late
+fv_wait_for "a training round" 40 grep -q '"kind":"train"' "$FV_TMP/metrics.log" || fv_fail "no training round closed"
+fv_wait_for "an alert from pump-1" 30 grep -q 'agent/pump-1/alert .*"state":"raised"' "$FV_TMP/alerts.log" ||
+	fv_fail "pump-1 raised no alert"
+grep -m1 'agent/pump-1/alert' "$FV_TMP/alerts.log" | cut -c1-200
+fv_wait_for "the late agent's rebirth request" 10 grep -aq 'Node Control/Rebirth' "$FV_TMP/ncmd.log" ||
+	fv_fail "no NCMD rebirth request"
+grep -q 'spBv1.0/plant/NCMD/fedvigil-sim ' "$FV_TMP/ncmd.log" || fv_fail "rebirth request on the wrong topic"
+[ "$(grep -c 'Node Control/Rebirth' "$FV_TMP/ncmd.log")" -eq 1 ] || fv_fail "more than one rebirth request within 30 s"
+grep -q 'asked for a rebirth' "$FV_TMP/late.log" || fv_fail "the late agent did not log its rebirth request"
+
+v=$(prom pump-1 fedvigil_agent_sparkplug_values_total)
+b=$(prom pump-1 fedvigil_agent_sparkplug_births_total)
+g=$(prom pump-1 fedvigil_agent_sparkplug_seq_gaps_total)
+u=$(prom late fedvigil_agent_sparkplug_unknown_alias_total)
+lv=$(prom late fedvigil_agent_sparkplug_values_total)
+echo "pump-1: $v values, $b births, $g seq gaps; late agent: $u unknown aliases, $lv values"
+[ "$v" -gt 1000 ] || fv_fail "pump-1 took only $v Sparkplug values"
+[ "$b" -ge 3 ] || fv_fail "pump-1 saw $b births (NBIRTH + 2 DBIRTH expected)"
+[ "$g" -eq 0 ] || fv_fail "$g seq gaps on a QoS 1 subscription"
+[ "$u" -gt 0 ] && [ "$lv" -eq 0 ] || fv_fail "the late agent resolved aliases it never saw a birth for"
+
+# Garbage on the node's topic: counted, survived.
+pe0=$(prom pump-1 fedvigil_agent_parse_errors_total)
+mosquitto_pub -h 127.0.0.1 -p "$FV_BROKER_PORT" -t spBv1.0/plant/DDATA/fedvigil-sim/pump-1 -m 'not protobuf'
+for i in $(seq 25); do
+	[ "$(prom pump-1 fedvigil_agent_sparkplug_decode_errors_total)" -ge 1 ] && break
+	sleep 0.2
+done
+pe1=$(prom pump-1 fedvigil_agent_parse_errors_total)
+de=$(prom pump-1 fedvigil_agent_sparkplug_decode_errors_total)
+[ "$pe1" -gt "$pe0" ] && [ "$de" -ge 1 ] || fv_fail "garbage not counted (parse errors $pe0 -> $pe1, decode errors $de)"
+grep -q 'Sparkplug payload on spBv1.0/plant/DDATA/fedvigil-sim/pump-1 rejected' "$FV_TMP/pump-1.log" ||
+	fv_fail "no log line for the rejected payload"
+kill -0 "${AGENT_PIDS[pump-1]}" || fv_fail "pump-1 died on garbage"
+
+wait $SIM || fv_fail "simulator failed"
+for i in $(seq 25); do
+	[ "$(prom pump-1 fedvigil_agent_sparkplug_deaths_total)" -ge 1 ] && break
+	sleep 0.2
+done
+[ "$(prom pump-1 fedvigil_agent_sparkplug_deaths_total)" -ge 1 ] || fv_fail "pump-1 did not see the NDEATH"
+for id in pump-1 late; do
+	kill -TERM "${AGENT_PIDS[$id]}"
+	wait "${AGENT_PIDS[$id]}" || fv_fail "$id exited $? on SIGTERM"
+done
+kill -TERM "$COORD_PID"
+wait "$COORD_PID" || fv_fail "coordinator exited $? on SIGTERM"
+sleep 0.3
+
+# What common tools read: the alerts and the presence messages validate
+# against the JSON Schemas in docs/schema (and a broken alert does not).
+/usr/bin/python3 -c 'import jsonschema' 2>/dev/null || fv_fail "python3-jsonschema is not installed (scripts/deps)"
+{
+	check=$FV_SOURCE_DIR/tests/helpers/check_schema.py
+	schemas=$FV_SOURCE_DIR/docs/schema
+	/usr/bin/python3 "$check" "$schemas/alert.schema.json" "$FV_TMP/alerts.log" 1 || fv_fail "alerts do not match the schema"
+	grep -q '"state":"offline"' "$FV_TMP/states.log" || fv_fail "no offline state recorded"
+	/usr/bin/python3 "$check" "$schemas/state.schema.json" "$FV_TMP/states.log" 3 || fv_fail "agent states do not match the schema"
+	/usr/bin/python3 "$check" "$schemas/state.schema.json" "$FV_TMP/cstates.log" 2 || fv_fail "coordinator states do not match the schema"
+	head -1 "$FV_TMP/alerts.log" | sed 's/"model_version":[0-9]*,//' >"$FV_TMP/broken.log"
+	if /usr/bin/python3 "$check" "$schemas/alert.schema.json" "$FV_TMP/broken.log" >/dev/null; then
+		fv_fail "an alert without model_version passed the schema"
+	fi
+}
+echo PASS
