@@ -102,6 +102,7 @@ struct agent {
 	struct fv_spb_map *spb;
 	int64_t next_rebirth_ms;     /* earliest next rebirth request */
 	uint64_t n_rebirth_requests;
+	struct agent_presence *presence; /* [sparkplug] presence, NULL = off */
 
 	/* service integration (fedvigil/svc.h) */
 	struct fv_sd sd;             /* notify protocol and watchdog */
@@ -1232,6 +1233,8 @@ struct agent *agent_new(const struct agent_config *c)
 		if (fv_spb_map_add(a->spb, i, c->channels[i].sp_device, c->channels[i].sp_metric) < 0)
 			goto fail; /* agent_config_check refused duplicates already */
 	}
+	if (c->sp_presence && !(a->presence = agent_presence_new(&a->cfg)))
+		goto fail;
 	return a;
 fail:
 	agent_free(a);
@@ -1245,6 +1248,7 @@ void agent_free(struct agent *a)
 	fv_mqtt_free(a->mq, 1000);
 	fv_httpd_free(a->httpd);
 	fv_spb_map_free(a->spb);
+	agent_presence_free(a->presence);
 	drop_model_objects(a);
 	fv_scorer_free(a->sc);
 	fv_global_clear(&a->gm);
@@ -1526,7 +1530,7 @@ int agent_run(struct agent *a, const struct agent_ctl *ctl)
 		}
 		fv_log(FV_LOG_INFO, "Prometheus metrics on http://%s/metrics", fv_httpd_addr(a->httpd));
 	}
-	if (fv_mqtt_start(a->mq) < 0) {
+	if (fv_mqtt_start(a->mq) < 0 || (a->presence && agent_presence_start(a->presence) < 0)) {
 		fv_log(FV_LOG_ERR, "cannot start the MQTT client for %s", a->cfg.broker);
 		return 1;
 	}
@@ -1535,11 +1539,11 @@ int agent_run(struct agent *a, const struct agent_ctl *ctl)
 	       a->cfg.clock == AGENT_CLOCK_DATA ? "data" : "wall");
 	a->next_metrics = fv_now_mono_ms() + a->cfg.metrics_interval_ms;
 	while (!*ctl->stop) {
-		struct pollfd pfd[1 + FV_HTTPD_POLLFDS];
+		struct pollfd pfd[2 + FV_HTTPD_POLLFDS];
 		struct fv_mqtt_msg m;
 		enum fv_mqtt_event ev;
 		int64_t now = fv_now_mono_ms();
-		int timeout = 200, np = 1;
+		int timeout = 200, np = 1, hp;
 
 		if (a->cfg.clock == AGENT_CLOCK_WALL) {
 			if (next_wall_tick == 0 || now >= next_wall_tick) {
@@ -1557,19 +1561,36 @@ int agent_run(struct agent *a, const struct agent_ctl *ctl)
 		timeout = FV_MIN(timeout, fv_sd_watchdog(&a->sd, now));
 		check_ready(a, now);
 		update_status(a, now);
+		if (a->presence) {
+			struct agent_presence_values pv = {
+				.score = a->last_score,
+				.threshold = a->have_model ? fv_scorer_threshold(a->sc) : 0,
+				.alert = a->det.raised,
+				.connected = fv_mqtt_connected(a->mq),
+				.alerts = a->n_alerts,
+				.model_version = a->have_model ? a->gm.version : 0,
+				.round = a->have_ann ? a->ann.h.round : 0,
+			};
+
+			agent_presence_update(a->presence, &pv, now);
+		}
 		if (*ctl->reload) {
 			*ctl->reload = 0;
 			reload(a, ctl);
 		}
 		pfd[0] = (struct pollfd){ .fd = fv_mqtt_fd(a->mq), .events = POLLIN };
+		if (a->presence)
+			pfd[np++] = (struct pollfd){ .fd = agent_presence_fd(a->presence),
+						     .events = POLLIN };
+		hp = np;
 		if (a->httpd)
-			np += fv_httpd_pollfds(a->httpd, pfd + 1, FV_HTTPD_POLLFDS);
+			np += fv_httpd_pollfds(a->httpd, pfd + hp, FV_HTTPD_POLLFDS);
 		if (poll(pfd, (nfds_t)np, timeout) < 0 && errno != EINTR) {
 			fv_log(FV_LOG_ERR, "poll: %s", strerror(errno));
 			return 1;
 		}
 		if (a->httpd)
-			fv_httpd_handle(a->httpd, pfd + 1, np - 1, fv_now_mono_ms());
+			fv_httpd_handle(a->httpd, pfd + hp, np - hp, fv_now_mono_ms());
 		/* Bounded batch so timers keep running under a flood. */
 		for (int i = 0; i < 10000 && !*ctl->stop; i++) {
 			ev = fv_mqtt_next(a->mq, &m);
@@ -1585,6 +1606,8 @@ int agent_run(struct agent *a, const struct agent_ctl *ctl)
 		}
 	}
 	fv_sd_stopping(&a->sd, "stopping");
+	if (a->presence)
+		agent_presence_stop(a->presence);
 	fv_log(FV_LOG_NOTICE, "stopping: %" PRIu64 " vectors, %" PRIu64 " windows, %" PRIu64
 	       " alerts, %" PRIu64 " rounds",
 	       a->n_vectors, a->n_windows, a->n_alerts, a->n_rounds);

@@ -79,6 +79,8 @@ struct agent_config {
 	char sp_node[FV_SPB_ID_MAX];   /* its edge node id */
 	char sp_device[FV_SPB_ID_MAX]; /* default device of the channels, "" = node metrics */
 	bool sp_rebirth;            /* ask for a rebirth when aliases are unknown */
+	bool sp_presence;           /* be a Sparkplug edge node too (presence.c) */
+	char sp_presence_group[FV_SPB_ID_MAX]; /* its group; "" = sp_group or "fedvigil" */
 	/* [channel.NAME] sections */
 	uint32_t n_channels;
 	struct agent_channel channels[FV_MAX_CHANNELS];
@@ -112,6 +114,33 @@ struct agent_ctl {
  * status. Feeds systemd's watchdog once per iteration and sends READY=1
  * once connected and synced (fedvigil/svc.h). */
 int agent_run(struct agent *a, const struct agent_ctl *ctl);
+/* The agent as a Sparkplug B edge node (presence.c): NBIRTH/NDATA/NDEATH
+ * on a connection of its own. */
+struct agent_presence;
+struct agent_presence_values {
+	double score;           /* last window's score */
+	double threshold;       /* threshold in force (0 = none) */
+	bool alert;             /* an alert is raised */
+	bool connected;         /* the main connection is up */
+	uint64_t alerts;        /* alerts raised since start */
+	uint64_t model_version; /* model in use (0 = none) */
+	uint64_t round;         /* last announced round */
+};
+/* NULL on failure (logged). c is borrowed and must outlive the result. */
+struct agent_presence *agent_presence_new(const struct agent_config *c);
+void agent_presence_free(struct agent_presence *p);
+int agent_presence_start(struct agent_presence *p);
+/* Poll it for POLLIN with the main loop. */
+int agent_presence_fd(const struct agent_presence *p);
+/* Each loop iteration: births on (re)connect and rebirth requests, NDATA
+ * of what changed, at most every metrics interval (an alert at once). */
+void agent_presence_update(struct agent_presence *p, const struct agent_presence_values *v,
+			   int64_t now_ms);
+/* NDEATH, then disconnect. */
+void agent_presence_stop(struct agent_presence *p);
+/* NBIRTHs sent so far. */
+uint64_t agent_presence_births(const struct agent_presence *p);
+
 /* Apply a reloaded, checked configuration: live keys take effect, changes
  * to the others are logged as needing a restart, the score log is
  * reopened (log rotation). Returns the number of keys changed. */

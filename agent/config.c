@@ -98,6 +98,11 @@ const struct fv_cfg_key agent_cfg_keys[] = {
 	K("sparkplug", "request_rebirth", FV_CFG_BOOL, "false", 0, 0, NULL, sp_rebirth,
 	  "publish NCMD Node Control/Rebirth when data uses aliases no birth was seen for "
 	  "(at most every 30 s)"),
+	K("sparkplug", "presence", FV_CFG_BOOL, "false", 0, 0, NULL, sp_presence,
+	  "also be a Sparkplug B edge node named agent.id: NBIRTH/NDATA (score, threshold, "
+	  "alert, model version) and NDEATH as the will, on a second connection"),
+	K("sparkplug", "presence_group", FV_CFG_STR, "", 0, 0, NULL, sp_presence_group,
+	  "group id of that edge node (empty: sparkplug.group, or fedvigil)"),
 };
 
 const char *const agent_live_keys[] = {
@@ -299,6 +304,11 @@ int agent_config_check(struct agent_config *c, char *err, size_t errlen)
 			 "Sparkplug B channels need sparkplug.group and sparkplug.node (1-63 chars, "
 			 "no / + #): have '%s' and '%s'",
 			 c->sp_group, c->sp_node);
+		return -EINVAL;
+	}
+	if (c->sp_presence_group[0] && !fv_spb_id_valid(c->sp_presence_group)) {
+		snprintf(err, errlen, "sparkplug.presence_group = '%s': 1-63 chars, no / + #",
+			 c->sp_presence_group);
 		return -EINVAL;
 	}
 	if (c->sp_device[0] && !fv_spb_id_valid(c->sp_device)) {

@@ -8,6 +8,9 @@
 #   <prefix>/share/doc/fedvigil/                README, docs/, examples/, schemas
 #   <prefix>/share/man/man8/                    fedvigil-agent(8), fedvigil-coordinator(8)
 include(GNUInstallDirs)
+# Installing (and cpack) never builds: build first (scripts/package does).
+# A test that packages the tree it is testing must not rebuild it.
+set(CMAKE_SKIP_INSTALL_ALL_DEPENDENCY ON)
 
 install(TARGETS fedvigil-agent fedvigil-coordinator fedvigil-sim fedvigil-replay
         fedvigil-score fedvigil-keygen fedvigil-health fedvigil-eval

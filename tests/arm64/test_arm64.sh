@@ -45,4 +45,21 @@ qemu-aarch64 "$out/fedvigil-coordinator" -c "$src/deploy/coordinator.ini" --chec
 # machine is busy: a failed test gets one more run (ctest prints both).
 ctest --test-dir "$out" -L '^(unit|fuzz)$' --output-on-failure -j"$jobs" --repeat until-pass:2
 t2=$(date +%s)
-echo "test_arm64: cross-build $((t1 - t0)) s, tests under qemu-aarch64 $((t2 - t1)) s"
+
+# The arm64 Debian package (docs/install.md) from the same build: its
+# architecture, dependencies from the arm64 libraries (dpkg-shlibdeps via
+# multiarch), AArch64 binaries that run.
+rm -rf "$out/packages" "$out/deb-root"
+(cd "$out" && DEB_HOST_ARCH=arm64 cpack -G DEB -B "$out/packages" >/dev/null)
+deb=$(ls "$out"/packages/fedvigil_*_arm64.deb)
+[ "$(dpkg-deb -f "$deb" Architecture)" = arm64 ] || { echo "test_arm64: $deb is not arm64" >&2; exit 1; }
+dpkg-deb -f "$deb" Depends | grep -q 'libpaho-mqtt1.3' || { echo "test_arm64: $deb lacks its Depends" >&2; exit 1; }
+dpkg-deb -x "$deb" "$out/deb-root"
+for b in fedvigil-agent fedvigil-coordinator; do
+	[ "$(readelf -h "$out/deb-root/usr/bin/$b" | sed -n 's/^ *Machine: *//p')" = AArch64 ] ||
+		{ echo "test_arm64: packaged $b is not AArch64" >&2; exit 1; }
+done
+qemu-aarch64 -L /usr/aarch64-linux-gnu "$out/deb-root/usr/bin/fedvigil-agent" --version
+echo "test_arm64: package $(basename "$deb"), $(stat -c %s "$deb") bytes"
+t3=$(date +%s)
+echo "test_arm64: cross-build $((t1 - t0)) s, tests under qemu-aarch64 $((t2 - t1)) s, package $((t3 - t2)) s"

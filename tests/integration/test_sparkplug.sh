@@ -5,6 +5,9 @@
 # births, takes its device's values, trains with the coordinator and raises
 # an alert. A second agent that starts after the births sees only aliases it
 # cannot resolve: it counts them and asks the node for a rebirth (NCMD).
+# Both agents are Sparkplug edge nodes themselves ([sparkplug] presence):
+# NBIRTH, NDATA by alias (the alert at once), a new NBIRTH on an NCMD
+# rebirth request, NDEATH on SIGTERM and as the will on SIGKILL.
 # Garbage on a Sparkplug topic is counted and survived; config errors name
 # the channel and key.
 set -euo pipefail
@@ -34,6 +37,7 @@ spb_agent() {
 		echo "node = fedvigil-sim"
 		echo "device = $2"
 		echo "request_rebirth = true"
+		echo "presence = true"
 		for c in "${chans[@]}"; do
 			echo "[channel.$c]"
 			echo "metric = $c"
@@ -70,8 +74,14 @@ fleet_sub metrics "fedvigil/v1/$FV_FLEET/coord/metrics"
 fleet_sub alerts "fedvigil/v1/$FV_FLEET/agent/+/alert"
 fleet_sub states "fedvigil/v1/$FV_FLEET/agent/+/state"
 fleet_sub cstates "fedvigil/v1/$FV_FLEET/coord/state"
-mosquitto_sub -h 127.0.0.1 -p "$FV_BROKER_PORT" -v -t 'spBv1.0/plant/NCMD/#' >"$FV_TMP/ncmd.log" 2>/dev/null &
+mosquitto_sub -h 127.0.0.1 -p "$FV_BROKER_PORT" -v -t 'spBv1.0/plant/NCMD/fedvigil-sim' >"$FV_TMP/ncmd.log" 2>/dev/null &
 fv_track $!
+# The agents' own edge nodes, decoded.
+mosquitto_sub -h 127.0.0.1 -p "$FV_BROKER_PORT" -F '%t %x' -t 'spBv1.0/plant/+/pump-1' \
+	-t 'spBv1.0/plant/+/late' >"$FV_TMP/presence.hex" 2>/dev/null &
+fv_track $!
+# presence_log: decode what arrived so far into $FV_TMP/presence.log.
+presence_log() { "$FV_BINARY_DIR/tests/fv-spb-dump" <"$FV_TMP/presence.hex" >"$FV_TMP/presence.log"; }
 spb_agent pump-1 pump-1
 spb_agent late compressor-2
 fleet_start_coordinator
@@ -106,6 +116,27 @@ echo "pump-1: $v values, $b births, $g seq gaps; late agent: $u unknown aliases,
 [ "$g" -eq 0 ] || fv_fail "$g seq gaps on a QoS 1 subscription"
 [ "$u" -gt 0 ] && [ "$lv" -eq 0 ] || fv_fail "the late agent resolved aliases it never saw a birth for"
 
+# pump-1 as an edge node: NBIRTH with every metric, NDATA by alias.
+presence_log
+nb=$(grep -m1 '^spBv1.0/plant/NBIRTH/pump-1 ' "$FV_TMP/presence.log") || fv_fail "no NBIRTH of pump-1"
+echo "$nb"
+for m in 'seq=0 ' ' bdSeq#1=' ' fedvigil/score#3=' ' fedvigil/threshold#4=' ' fedvigil/alert#5=' \
+	' fedvigil/model_version#7='; do
+	grep -qF -- "$m" <<<"$nb" || fv_fail "NBIRTH lacks '$m'"
+done
+grep -q '^spBv1.0/plant/NDATA/pump-1 seq=[0-9]* .*#5=1' "$FV_TMP/presence.log" || fv_fail "no NDATA with the raised alert"
+grep -q '^spBv1.0/plant/NDATA/pump-1 seq=[0-9]* .*#7=[1-9]' "$FV_TMP/presence.log" || fv_fail "no NDATA with the model version"
+# A host asks for a rebirth: a second NBIRTH.
+printf '\x12\x1a\x0a\x14Node Control/Rebirth\x20\x0b\x70\x01' >"$FV_TMP/rebirth.bin"
+mosquitto_pub -h 127.0.0.1 -p "$FV_BROKER_PORT" -t spBv1.0/plant/NCMD/pump-1 -f "$FV_TMP/rebirth.bin"
+for i in $(seq 25); do
+	presence_log
+	[ "$(grep -c '^spBv1.0/plant/NBIRTH/pump-1 ' "$FV_TMP/presence.log")" -ge 2 ] && break
+	sleep 0.2
+done
+[ "$(grep -c '^spBv1.0/plant/NBIRTH/pump-1 ' "$FV_TMP/presence.log")" -ge 2 ] ||
+	fv_fail "no NBIRTH after the rebirth request"
+
 # Garbage on the node's topic: counted, survived.
 pe0=$(prom pump-1 fedvigil_agent_parse_errors_total)
 mosquitto_pub -h 127.0.0.1 -p "$FV_BROKER_PORT" -t spBv1.0/plant/DDATA/fedvigil-sim/pump-1 -m 'not protobuf'
@@ -126,10 +157,17 @@ for i in $(seq 25); do
 	sleep 0.2
 done
 [ "$(prom pump-1 fedvigil_agent_sparkplug_deaths_total)" -ge 1 ] || fv_fail "pump-1 did not see the NDEATH"
-for id in pump-1 late; do
-	kill -TERM "${AGENT_PIDS[$id]}"
-	wait "${AGENT_PIDS[$id]}" || fv_fail "$id exited $? on SIGTERM"
-done
+kill -TERM "${AGENT_PIDS[pump-1]}"
+wait "${AGENT_PIDS[pump-1]}" || fv_fail "pump-1 exited $? on SIGTERM"
+kill -KILL "${AGENT_PIDS[late]}"
+wait "${AGENT_PIDS[late]}" 2>/dev/null || true
+bd=$(sed -n 's/.* bdSeq#1=\([0-9]*\).*/\1/p' <<<"$nb")
+sleep 1
+presence_log
+grep -q "^spBv1.0/plant/NDEATH/pump-1 seq=- bdSeq=$bd\$" "$FV_TMP/presence.log" ||
+	fv_fail "no NDEATH with bdSeq $bd from pump-1 on SIGTERM"
+grep -q '^spBv1.0/plant/NDEATH/late seq=- bdSeq=' "$FV_TMP/presence.log" ||
+	fv_fail "no NDEATH will for the SIGKILLed agent"
 kill -TERM "$COORD_PID"
 wait "$COORD_PID" || fv_fail "coordinator exited $? on SIGTERM"
 sleep 0.3
