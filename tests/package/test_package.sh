@@ -79,25 +79,43 @@ mkdir "$FV_TMP/x" && dpkg-deb -x "$DEB" "$FV_TMP/x"
 mirror=$(sed -n 's/^URIs: *\(http[^ ]*debian\)\/*$/\1/p' /etc/apt/sources.list.d/*.sources 2>/dev/null | head -1)
 [ -n "$mirror" ] || mirror=$(sed -n 's/^deb \[*[^]]*\]* *\(http[^ ]*\) bookworm main.*/\1/p; s/^deb \(http[^ ]*\) bookworm main.*/\1/p' /etc/apt/sources.list 2>/dev/null | head -1)
 [ -n "$mirror" ] || mirror=http://deb.debian.org/debian
-# What the package needs (from its Depends), a broker and its clients.
-include=$(sed 's/([^)]*)//g; s/|[^,]*//g; s/ //g' <<<"$depends"),mosquitto,mosquitto-clients
+# A Debian 12 with what the package depends on, a broker and its clients.
+# The list is fixed (the cache key): if the package grows a dependency the
+# chroot lacks, it is installed from the mirror below and the cache renewed.
+base_pkgs=adduser,libpaho-mqtt1.3,libprotobuf-c1,libinih1,libcjson1,libsodium23,libssl3,libsystemd0,mosquitto,mosquitto-clients
 cache=${XDG_CACHE_HOME:-$HOME/.cache}/fedvigil
-key=$(printf '%s %s %s' "$arch" "$mirror" "$include" | sha256sum | cut -c1-12)
+key=$(printf '%s %s %s' "$arch" "$mirror" "$base_pkgs" | sha256sum | cut -c1-12)
 tarball=$cache/pkgtest-bookworm-minbase-$arch-$key.tar.gz
+save_cache() {
+	cleanup_chroot
+	rm -rf "$ROOT"/var/cache/apt/archives/*.deb "$ROOT"/var/lib/apt/lists/* 2>/dev/null || true
+	mkdir -p "$cache"
+	tar -C "$ROOT" -czf "$tarball.tmp.$$" . && mv "$tarball.tmp.$$" "$tarball" ||
+		{ rm -f "$tarball.tmp.$$"; fv_fail "cannot write the cache $tarball"; }
+}
 mkdir -p "$ROOT"
 if [ -f "$tarball" ]; then
 	tar -C "$ROOT" -xzf "$tarball" || fv_fail "cannot unpack $tarball"
 	echo "chroot: from the cache $tarball ($((SECONDS - t0)) s so far)"
 else
 	echo "chroot: debootstrap --variant=minbase bookworm from $mirror (cached afterwards in $tarball)"
-	debootstrap --variant=minbase --include="$include" bookworm "$ROOT" "$mirror" >"$FV_TMP/debootstrap.log" 2>&1 ||
+	debootstrap --variant=minbase --include="$base_pkgs" bookworm "$ROOT" "$mirror" >"$FV_TMP/debootstrap.log" 2>&1 ||
 		fv_fail "debootstrap failed: $(tail -5 "$FV_TMP/debootstrap.log")"
-	cleanup_chroot
-	rm -rf "$ROOT"/var/cache/apt/archives/*.deb "$ROOT"/var/lib/apt/lists/* 2>/dev/null || true
-	mkdir -p "$cache"
-	tar -C "$ROOT" -czf "$tarball.tmp.$$" . && mv "$tarball.tmp.$$" "$tarball" ||
-		{ rm -f "$tarball.tmp.$$"; fv_fail "cannot write the cache $tarball"; }
+	save_cache
 	echo "chroot: made and cached in $((SECONDS - t0)) s"
+fi
+missing=()
+for d in $(sed 's/([^)]*)//g; s/|[^,]*//g; s/,/ /g' <<<"$depends"); do
+	in_root dpkg-query -W -f='${Status}' "$d" 2>/dev/null | grep -q 'install ok installed' || missing+=("$d")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+	echo "chroot: the package needs ${missing[*]} too: installing from $mirror, renewing the cache"
+	echo "deb $mirror bookworm main" >"$ROOT/etc/apt/sources.list"
+	cp /etc/resolv.conf "$ROOT/etc/resolv.conf" 2>/dev/null || true
+	in_root apt-get update -qq >"$FV_TMP/apt.log" 2>&1 &&
+		in_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+			"${missing[@]}" >>"$FV_TMP/apt.log" 2>&1 || fv_fail "cannot install ${missing[*]}: $(tail -3 "$FV_TMP/apt.log")"
+	save_cache
 fi
 [ -x "$ROOT/usr/bin/deb-systemd-helper" ] || fv_fail "chroot has no deb-systemd-helper"
 [ -d "$ROOT/run/systemd/system" ] && fv_fail "chroot looks like a running systemd"
@@ -127,7 +145,9 @@ grep -q "fedvigil_${version}_amd64.deb" "$FV_TMP/steps" || fv_fail "install.md d
 		done
 } >"$ROOT/root/walkthrough.sh"
 t1=$SECONDS
-unshare --net -- bash -c "ip link set lo up && exec chroot '$ROOT' /usr/bin/env -i \
+# Own network (the broker gets port 1883) and PID namespaces: whatever the
+# walk-through starts dies with it, even when this script is killed.
+unshare --net --pid --fork --kill-child --mount-proc="$ROOT/proc" -- bash -c "ip link set lo up && exec chroot '$ROOT' /usr/bin/env -i \
 	PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin HOME=/root LANG=C.UTF-8 TERM=dumb /bin/bash /root/walkthrough.sh" \
 	>"$FV_TMP/walkthrough.log" 2>&1 || fv_fail "install.md walk-through failed: $(tail -15 "$FV_TMP/walkthrough.log")"
 echo "walk-through: $(wc -l <"$FV_TMP/steps") steps in $((SECONDS - t1)) s"

@@ -498,7 +498,7 @@ int main(int argc, char **argv)
 				if (r < 0 && r != -EINTR)
 					rc = 1;
 				if (r == 0)
-					messages++;
+					prog.messages = ++messages;
 				continue;
 			}
 			for (int c = 0; c < SIM_N_CHANNELS; c++) {
