@@ -201,6 +201,26 @@ static void publish_metrics(struct agent *a)
 	fv_mqtt_publish(a->mq, a->t_metrics, buf, (size_t)n, 0, false);
 }
 
+/* [sparkplug] presence: the node's metrics as they are now (an alert
+ * raised or cleared goes out at once, the rest on the metrics interval). */
+static void presence_update(struct agent *a, int64_t now)
+{
+	struct agent_presence_values pv;
+
+	if (!a->presence)
+		return;
+	pv = (struct agent_presence_values){
+		.score = a->last_score,
+		.threshold = a->have_model ? fv_scorer_threshold(a->sc) : 0,
+		.alert = a->det.raised,
+		.connected = fv_mqtt_connected(a->mq),
+		.alerts = a->n_alerts,
+		.model_version = a->have_model ? a->gm.version : 0,
+		.round = a->have_ann ? a->ann.h.round : 0,
+	};
+	agent_presence_update(a->presence, &pv, now);
+}
+
 static void publish_alert(struct agent *a, const char *state)
 {
 	char buf[4096], t0[40], t1[40];
@@ -951,6 +971,10 @@ static void on_window(struct agent *a, int64_t start_ms, int64_t end_ms)
 	} else if (ev == FV_DETECT_CLEARED) {
 		publish_alert(a, "cleared");
 	}
+	/* Here, not only once per loop: a burst of data can raise and
+	 * clear an alert within one iteration. */
+	if (ev == FV_DETECT_RAISED || ev == FV_DETECT_CLEARED)
+		presence_update(a, fv_now_mono_ms());
 }
 
 static void on_vector(struct agent *a, int ok, int64_t tick)
@@ -1561,19 +1585,7 @@ int agent_run(struct agent *a, const struct agent_ctl *ctl)
 		timeout = FV_MIN(timeout, fv_sd_watchdog(&a->sd, now));
 		check_ready(a, now);
 		update_status(a, now);
-		if (a->presence) {
-			struct agent_presence_values pv = {
-				.score = a->last_score,
-				.threshold = a->have_model ? fv_scorer_threshold(a->sc) : 0,
-				.alert = a->det.raised,
-				.connected = fv_mqtt_connected(a->mq),
-				.alerts = a->n_alerts,
-				.model_version = a->have_model ? a->gm.version : 0,
-				.round = a->have_ann ? a->ann.h.round : 0,
-			};
-
-			agent_presence_update(a->presence, &pv, now);
-		}
+		presence_update(a, now);
 		if (*ctl->reload) {
 			*ctl->reload = 0;
 			reload(a, ctl);
