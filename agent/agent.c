@@ -78,6 +78,7 @@ struct agent {
 
 	/* counters */
 	uint64_t n_msgs, n_parse_err, n_unknown_topic, n_vectors, n_incomplete, n_skipped;
+	uint64_t *n_readings; /* (C) readings taken per channel */
 	uint64_t n_windows, n_above, n_alerts, n_rounds, n_model_rejected, n_ann_rejected;
 	float last_score;
 	struct fv_ratelimit rl_parse;
@@ -1046,7 +1047,8 @@ static void on_sensor(struct agent *a, uint32_t ch, const struct fv_mqtt_msg *m)
 		run_ticks(a, ts);
 	else if (ts < 0)
 		ts = fv_now_wall_ms();
-	fv_align_observe(a->align, ch, v, ts);
+	if (fv_align_observe(a->align, ch, v, ts) == 0)
+		a->n_readings[ch]++;
 }
 
 /* ---- Sparkplug B ---- */
@@ -1067,7 +1069,8 @@ static void on_spb_value(uint32_t ch, double v, int64_t ts, void *userdata)
 	} else if (ts < 0) {
 		ts = fv_now_wall_ms();
 	}
-	fv_align_observe(a->align, ch, v, ts);
+	if (fv_align_observe(a->align, ch, v, ts) == 0)
+		a->n_readings[ch]++;
 }
 
 static void on_sparkplug(struct agent *a, const struct fv_mqtt_msg *m)
@@ -1198,7 +1201,8 @@ struct agent *agent_new(const struct agent_config *c)
 	a->share = calloc(C, sizeof(float));
 	a->alert_share = calloc(C, sizeof(float));
 	a->stats = calloc(C, sizeof(*a->stats));
-	if (!a->align || !a->vec || !a->share || !a->alert_share || !a->stats ||
+	a->n_readings = calloc(C, sizeof(*a->n_readings));
+	if (!a->align || !a->vec || !a->share || !a->alert_share || !a->stats || !a->n_readings ||
 	    vecbuf_init(&a->buf, C, (size_t)c->buffer) < 0)
 		goto fail;
 	for (uint32_t i = 0; i < C; i++)
@@ -1283,6 +1287,7 @@ void agent_free(struct agent *a)
 	free(a->share);
 	free(a->alert_share);
 	free(a->stats);
+	free(a->n_readings);
 	free(a->sent_buf);
 	fv_ef_free(&a->ef);
 	if (a->score_log)
@@ -1467,6 +1472,16 @@ static void render_prom(struct fv_prom *p, void *userdata)
 	fv_prom_sample(p, "fedvigil_agent_info", labels, 1);
 	fv_prom_metric(p, "fedvigil_agent_channels", "gauge", "Model channels configured.",
 		       a->cfg.n_channels);
+	fv_prom_family(p, "fedvigil_agent_channel_readings_total", "counter",
+		       "Readings taken per channel (from its topic or Sparkplug metric).");
+	for (uint32_t i = 0; i < a->cfg.n_channels; i++) {
+		char name[FV_NAME_MAX * 2];
+
+		snprintf(labels, sizeof(labels), "channel=\"%s\"",
+			 fv_prom_label_escape(a->cfg.channels[i].name, name, sizeof(name)));
+		fv_prom_sample(p, "fedvigil_agent_channel_readings_total", labels,
+			       (double)a->n_readings[i]);
+	}
 	fv_prom_metric(p, "fedvigil_agent_messages_total", "counter",
 		       "MQTT messages handled by the main loop.", (double)a->n_msgs);
 	fv_prom_metric(p, "fedvigil_agent_parse_errors_total", "counter",

@@ -8,6 +8,9 @@
 # Both agents are Sparkplug edge nodes themselves ([sparkplug] presence):
 # NBIRTH, NDATA by alias (the alert at once), a new NBIRTH on an NCMD
 # rebirth request, NDEATH on SIGTERM and as the will on SIGKILL.
+# An edge node played by fv-spb-encode gives its own metrics on NDATA by
+# name and by alias and a device's on DDATA by name (readings counted per
+# channel); its NDEATH forgets the aliases, not the names.
 # Garbage on a Sparkplug topic is counted and survived; config errors name
 # the channel and key.
 set -euo pipefail
@@ -171,6 +174,67 @@ grep -q '^spBv1.0/plant/NDEATH/late seq=- bdSeq=' "$FV_TMP/presence.log" ||
 kill -TERM "$COORD_PID"
 wait "$COORD_PID" || fv_fail "coordinator exited $? on SIGTERM"
 sleep 0.3
+
+# ---- an edge node's own metrics: NDATA by name and by alias, DDATA by name ----
+# Edge7's NBIRTH names four metrics with aliases (and one no channel reads);
+# its NDATA then gives vibration and temperature by name, pressure and flow
+# by alias only; current comes from its device Pump2, by name, with no
+# DBIRTH at all. Each channel gets a different number of readings, so the
+# per-channel counts show each value went to its own channel.
+spb_agent edge ""
+sed -i 's/^node = fedvigil-sim$/node = Edge7/; /^presence = /d; /^metric = current$/a device = Pump2' "$FV_TMP/edge.ini"
+fleet_start_agent edge
+fv_wait_for "edge connected" 10 grep -q 'mqtt: connected' "$FV_TMP/edge.log" || fv_fail "edge did not connect"
+sleep 0.3
+seq=0
+# spb TYPE [DEVICE] METRIC...: publish as Edge7 (seq counted over all of its messages).
+spb() {
+	local type=$1 topic=spBv1.0/plant/$1/Edge7 args=()
+	shift
+	if [ "${type:0:1}" = D ]; then topic=$topic/$1; shift; fi
+	[ "$type" = NDEATH ] || { args=(-s $((seq % 256))); seq=$((seq + 1)); }
+	"$FV_BINARY_DIR/tests/fv-spb-encode" "${args[@]}" -t "$ts" "$@" >"$FV_TMP/spb.bin"
+	mosquitto_pub -h 127.0.0.1 -p "$FV_BROKER_PORT" -q 1 -t "$topic" -f "$FV_TMP/spb.bin"
+}
+ts=1767225600000
+spb NBIRTH 'bdSeq:i=0' 'vibration#1=0.5' 'temperature#2=40' 'pressure#3=2' 'flow#4:f=10' 'Speed#9=1500'
+spb DDATA Pump2 'current:i=5'
+for k in 1 2 3 4 5 6; do
+	ts=$((1767225600000 + k * 1000))
+	m=("vibration=0.$k" 'Speed=1500' "#4:f=1$k")
+	[ $k -le 4 ] && m+=("temperature=4$k")
+	[ $((k % 2)) -eq 0 ] && m+=("#3=2.$k")
+	spb NDATA "${m[@]}"
+	spb DDATA Pump2 "current:i=$((5 + k))"
+done
+for i in $(seq 50); do
+	[ "$(prom edge fedvigil_agent_sparkplug_values_total)" -ge 30 ] && break
+	sleep 0.2
+done
+declare -A want=([vibration]=7 [temperature]=5 [pressure]=4 [flow]=7 [current]=7)
+for c in "${!want[@]}"; do
+	got=$(prom edge "fedvigil_agent_channel_readings_total{channel=\"$c\"}")
+	[ "$got" = "${want[$c]}" ] || fv_fail "edge: channel $c got ${got:-no} readings, ${want[$c]} sent"
+done
+[ "$(prom edge fedvigil_agent_sparkplug_values_total)" -eq 30 ] || fv_fail "edge: values_total is not 30"
+[ "$(prom edge fedvigil_agent_sparkplug_unknown_alias_total)" -eq 0 ] || fv_fail "edge: unknown aliases after a birth"
+[ "$(prom edge fedvigil_agent_sparkplug_seq_gaps_total)" -eq 0 ] || fv_fail "edge: seq gaps counted"
+[ "$(prom edge fedvigil_agent_vectors_total)" -ge 3 ] || fv_fail "edge: fewer than 3 complete vectors"
+# NDEATH forgets the aliases: an alias is unknown now, a name still works.
+spb NDEATH 'bdSeq:i=0'
+ts=$((ts + 1000))
+spb NDATA '#4:f=17' 'vibration=0.7'
+for i in $(seq 50); do
+	[ "$(prom edge fedvigil_agent_sparkplug_unknown_alias_total)" -ge 1 ] && break
+	sleep 0.2
+done
+[ "$(prom edge fedvigil_agent_sparkplug_unknown_alias_total)" -eq 1 ] || fv_fail "edge: an alias survived the NDEATH"
+[ "$(prom edge 'fedvigil_agent_channel_readings_total{channel="vibration"}')" -eq 8 ] ||
+	fv_fail "edge: a name no longer resolves after the NDEATH"
+[ "$(prom edge 'fedvigil_agent_channel_readings_total{channel="flow"}')" -eq 7 ] || fv_fail "edge: flow took a forgotten alias"
+echo "edge node Edge7: NDATA by name and alias, DDATA by name, NDEATH: all counted per channel"
+kill -TERM "${AGENT_PIDS[edge]}"
+wait "${AGENT_PIDS[edge]}" || fv_fail "edge exited $? on SIGTERM"
 
 # What common tools read: the alerts and the presence messages validate
 # against the JSON Schemas in docs/schema (and a broken alert does not).
