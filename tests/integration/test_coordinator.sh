@@ -76,7 +76,7 @@ sub1() { mosquitto_sub -h 127.0.0.1 -p "$FV_BROKER_PORT" -C 1 -W "${2:-3}" -t "$
 pub() { mosquitto_pub -h 127.0.0.1 -p "$FV_BROKER_PORT" "$@"; }
 CFG=(-c "$FV_TMP/good.ini" --broker "tcp://127.0.0.1:$FV_BROKER_PORT" --set round.interval_ms=200)
 
-"$BIN" "${CFG[@]}" >"$FV_TMP/coord1.log" 2>&1 &
+"$BIN" "${CFG[@]}" --set metrics.listen=0 >"$FV_TMP/coord1.log" 2>&1 &
 COORD=$!
 fv_track "$COORD"
 fv_wait_for "coordinator birth" 10 bash -c "mosquitto_sub -h 127.0.0.1 -p $FV_BROKER_PORT -C 1 -W 2 -t '$ROOT/coord/state' | grep -q '\"online\"'" || fv_fail "timed out"
@@ -111,6 +111,18 @@ pub -q 1 -t "$ROOT/round/0/update/pump-1" -m 'garbage'
 pub -q 1 -t "$ROOT/round/7/update/pump-1" -m 'late'
 fv_wait_for "rejections logged" 10 bash -c "grep -q 'update from pump-1 for round 7 rejected: stale' '$FV_TMP/coord1.log' && grep -q 'update from pump-1 for round 0 rejected' '$FV_TMP/coord1.log'" || fv_fail "timed out"
 kill -0 "$COORD" || fv_fail "coordinator died on bad updates"
+# ... and counted by reason on the Prometheus page.
+port=$(sed -n 's|.*Prometheus metrics on http://127.0.0.1:\([0-9]*\)/metrics.*|\1|p' "$FV_TMP/coord1.log")
+[ -n "$port" ] || fv_fail "no Prometheus port logged"
+exec 3<>"/dev/tcp/127.0.0.1/$port"
+printf 'GET /metrics HTTP/1.0\r\n\r\n' >&3
+page=$(timeout 5 cat <&3)
+exec 3<&- 3>&-
+rej=$(grep '^fedvigil_coordinator_updates_rejected_total{' <<<"$page")
+grep -qx 'fedvigil_coordinator_updates_rejected_total{reason="stale"} 1' <<<"$rej" ||
+	fv_fail "the stale update is not counted: $rej"
+[ "$(awk '{ n += $2 } END { print n }' <<<"$rej")" -eq 2 ] || fv_fail "not 2 rejections in all: $rej"
+grep -q '^fedvigil_coordinator_updates_accepted_total 0' <<<"$page" || fv_fail "a bad update was accepted"
 
 # SIGTERM: exit 0, coord/state offline (retained), "stopped" logged.
 kill -TERM "$COORD"

@@ -74,6 +74,7 @@ fv_broker_start
 fleet_write_coordinator 2 1 5
 sed -i 's/^min_samples = .*/min_samples = 100/; s/^interval_ms = .*/interval_ms = 300/' "$FV_TMP/coordinator.ini"
 fleet_sub metrics "fedvigil/v1/$FV_FLEET/coord/metrics"
+fleet_sub ametrics "fedvigil/v1/$FV_FLEET/agent/+/metrics"
 fleet_sub alerts "fedvigil/v1/$FV_FLEET/agent/+/alert"
 fleet_sub states "fedvigil/v1/$FV_FLEET/agent/+/state"
 fleet_sub cstates "fedvigil/v1/$FV_FLEET/coord/state"
@@ -249,6 +250,21 @@ wait "${AGENT_PIDS[edge]}" || fv_fail "edge exited $? on SIGTERM"
 	head -1 "$FV_TMP/alerts.log" | sed 's/"model_version":[0-9]*,//' >"$FV_TMP/broken.log"
 	if /usr/bin/python3 "$check" "$schemas/alert.schema.json" "$FV_TMP/broken.log" >/dev/null; then
 		fv_fail "an alert without model_version passed the schema"
+	fi
+	# The telemetry of both daemons (rounds, rejections by reason, bytes,
+	# scores, alerts, RSS, CPU).
+	/usr/bin/python3 "$check" "$schemas/coord-metrics.schema.json" "$FV_TMP/metrics.log" 3 ||
+		fv_fail "coordinator telemetry does not match the schema"
+	/usr/bin/python3 "$check" "$schemas/agent-metrics.schema.json" "$FV_TMP/ametrics.log" 10 ||
+		fv_fail "agent telemetry does not match the schema"
+	grep -q '/agent/pump-1/metrics {.*"alerts":[1-9]' "$FV_TMP/ametrics.log" || fv_fail "no telemetry counting pump-1's alert"
+	head -1 "$FV_TMP/ametrics.log" | sed 's/"rss_bytes":[0-9]*,//' >"$FV_TMP/broken.log"
+	if /usr/bin/python3 "$check" "$schemas/agent-metrics.schema.json" "$FV_TMP/broken.log" >/dev/null; then
+		fv_fail "agent telemetry without rss_bytes passed the schema"
+	fi
+	grep -m1 '"kind":"train"' "$FV_TMP/metrics.log" | sed 's/"stale":[0-9]*,//' >"$FV_TMP/broken.log"
+	if /usr/bin/python3 "$check" "$schemas/coord-metrics.schema.json" "$FV_TMP/broken.log" >/dev/null; then
+		fv_fail "coordinator telemetry without rejected.stale passed the schema"
 	fi
 }
 echo PASS
