@@ -87,7 +87,9 @@ fv_track $A1
 fv_track $!
 fv_wait_for "model v1 (statistics round)" 30 grep -q '"version":1' "$FV_TMP/coordmetrics.log" ||
 	fv_fail "the statistics round did not close"
-grep -q 'READY=1|STATUS=connected' "$FV_TMP/pump-1.notify" || fv_fail "pump-1 not READY"
+# The model reaches the agent a moment after coord/metrics reaches us.
+fv_wait_for "pump-1 READY=1" 10 grep -q 'READY=1|STATUS=connected' "$FV_TMP/pump-1.notify" ||
+	fv_fail "pump-1 not READY"
 NOTIFY_SOCKET=$FV_TMP/compressor-2.sock \
 	"$FV_BIN/fedvigil-agent" -c "$FV_TMP/compressor-2.ini" >>"$FV_TMP/compressor-2.log" 2>&1 &
 A2=$!
