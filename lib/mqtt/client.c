@@ -52,13 +52,17 @@
 #include "fedvigil/util.h"
 
 #include <MQTTAsync.h>
+#include <dirent.h>
 #include <errno.h>
 #include <limits.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
+#include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -360,6 +364,63 @@ static void subscribe_now(struct fv_mqtt *c, const char *filter, int qos)
 		       MQTTAsync_strerror(rc));
 }
 
+/* The broker port of a URI: the one after the host, else the scheme's. */
+static int uri_port(const char *uri)
+{
+	const char *h = strstr(uri, "://"), *colon;
+
+	if (!h)
+		return -1;
+	h += 3;
+	if (*h == '[') /* [v6]:port */
+		h = strchr(h, ']') ? strchr(h, ']') : h;
+	colon = strchr(h, ':');
+	if (colon)
+		return atoi(colon + 1);
+	if (strncmp(uri, "ws://", 5) == 0)
+		return 80;
+	if (strncmp(uri, "wss://", 6) == 0)
+		return 443;
+	return fv_mqtt_uri_is_tls(uri) ? 8883 : 1883;
+}
+
+/* Paho does not disable Nagle's algorithm on its socket, and has no
+ * option to. Then every publish right after a small packet of ours (the
+ * PUBACK of the last update, of an announcement) waits for the broker's
+ * delayed ACK: ~40 ms on Linux, measured per model publish (fedvigil-swarm
+ * --raw --raw-sink paho, docs/federation.md "Scale"). Once connected, set
+ * TCP_NODELAY on this process's connected TCP sockets to the broker's
+ * port (the connection just made among them). Best effort. */
+static void set_nodelay(const struct fv_mqtt *c)
+{
+	int port = uri_port(c->uri);
+	DIR *d = port > 0 ? opendir("/proc/self/fd") : NULL;
+	struct dirent *e;
+
+	if (!d)
+		return;
+	while ((e = readdir(d)) != NULL) {
+		struct sockaddr_storage peer;
+		socklen_t len = sizeof(peer);
+		int fd = atoi(e->d_name), type = 0, one = 1, pp;
+		socklen_t tl = sizeof(type);
+
+		if (e->d_name[0] < '0' || e->d_name[0] > '9' || fd == dirfd(d) ||
+		    getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &tl) < 0 || type != SOCK_STREAM ||
+		    getpeername(fd, (struct sockaddr *)&peer, &len) < 0)
+			continue;
+		if (peer.ss_family == AF_INET)
+			pp = ntohs(((struct sockaddr_in *)&peer)->sin_port);
+		else if (peer.ss_family == AF_INET6)
+			pp = ntohs(((struct sockaddr_in6 *)&peer)->sin6_port);
+		else
+			continue;
+		if (pp == port)
+			setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+	}
+	closedir(d);
+}
+
 static void on_connected(void *ctx, char *cause)
 {
 	struct fv_mqtt *c = ctx;
@@ -371,6 +432,7 @@ static void on_connected(void *ctx, char *cause)
 	bool again, oom = false;
 
 	(void)cause;
+	set_nodelay(c);
 	pthread_mutex_lock(&c->lock);
 	/* Setting `connected` and taking the snapshot in one critical
 	 * section makes every filter subscribed exactly once: either it is in

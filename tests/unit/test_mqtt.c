@@ -10,9 +10,11 @@
 #include <cmocka.h>
 
 #include <arpa/inet.h>
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <poll.h>
 #include <signal.h>
 #include <stdio.h>
@@ -428,6 +430,51 @@ static void test_pubsub_binary(void **state)
 
 /* A retained message reaches a later subscriber, flagged retained; and
  * fv_mqtt_disconnect() right after a QoS 1 publish still delivers it. */
+/* Connected sockets of this process to the broker's port, and how many of
+ * them have TCP_NODELAY set. */
+static int broker_sockets(int *ret_nodelay)
+{
+	DIR *d = opendir("/proc/self/fd");
+	struct dirent *e;
+	int n = 0;
+
+	assert_non_null(d);
+	*ret_nodelay = 0;
+	while ((e = readdir(d)) != NULL) {
+		struct sockaddr_in peer;
+		socklen_t len = sizeof(peer), ol = sizeof(int);
+		int fd = atoi(e->d_name), on = 0;
+
+		if (e->d_name[0] < '0' || e->d_name[0] > '9' || fd == dirfd(d) ||
+		    getpeername(fd, (struct sockaddr *)&peer, &len) < 0 ||
+		    peer.sin_family != AF_INET || ntohs(peer.sin_port) != B.port)
+			continue;
+		n++;
+		if (getsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &on, &ol) == 0 && on)
+			(*ret_nodelay)++;
+	}
+	closedir(d);
+	return n;
+}
+
+/* Paho leaves Nagle's algorithm on; the client turns it off once
+ * connected, or a publish right after a PUBACK of ours waits ~40 ms for
+ * the broker's delayed ACK (every model and every update of a round). */
+static void test_nodelay(void **state)
+{
+	struct fv_mqtt *a = client("t-nodelay", 0);
+	int n, on;
+
+	(void)state;
+	assert_int_equal(broker_sockets(&on), 0);
+	assert_int_equal(fv_mqtt_start(a), 0);
+	assert_true(wait_event(a, FV_MQTT_EV_CONNECTED, 10000, NULL));
+	n = broker_sockets(&on);
+	assert_int_equal(n, 1);
+	assert_int_equal(on, 1);
+	fv_mqtt_free(a, 1000);
+}
+
 static void test_retained(void **state)
 {
 	static const char payload[] = "{\"state\":\"offline\"}\0tail";
@@ -851,6 +898,7 @@ int main(void)
 		cmocka_unit_test_setup(test_lwt, test_setup),
 		cmocka_unit_test_setup(test_queue_bound, test_setup),
 		cmocka_unit_test_setup(test_large_serialised, test_setup),
+		cmocka_unit_test_setup(test_nodelay, test_setup),
 		cmocka_unit_test_setup(test_broker_restart, test_setup),
 		cmocka_unit_test_setup(test_broker_down_at_start, test_setup),
 		cmocka_unit_test_setup(test_free_while_disconnected, test_setup),
