@@ -191,7 +191,7 @@ int main(int argc, char **argv)
 	}
 	r = load_config(&cfg, err, sizeof(err));
 	if (r < 0) {
-		fprintf(stderr, "fedvigil-agent: %s\n", err);
+		fprintf(stderr, "%sfedvigil-agent: %s\n", fv_log_err_prefix(), err);
 		return 2;
 	}
 	if (dump) {

@@ -490,7 +490,7 @@ int main(int argc, char **argv)
 	}
 	r = build_config(&a, &cfg, err, sizeof(err));
 	if (r != 0) {
-		fprintf(stderr, PROG ": %s\n", err);
+		fprintf(stderr, "%s" PROG ": %s\n", fv_log_err_prefix(), err);
 		free(a.ovr);
 		return r;
 	}

@@ -45,6 +45,10 @@ bool fv_log_enabled(enum fv_log_level level);
  * before formatting. Thread-safe (one write() per line). */
 void fv_log(enum fv_log_level level, const char *fmt, ...)
 	__attribute__((format(printf, 2, 3)));
+/* "<3>" when stderr is journald's, "" otherwise: for the messages a daemon
+ * prints itself before logging is set up (a bad configuration), so that
+ * the journal still files them as errors. */
+const char *fv_log_err_prefix(void);
 
 /* Rate-limited logging state: at most `burst` lines per `interval_ms`;
  * suppressed lines are counted and reported with the next printed one. */

@@ -95,6 +95,13 @@ void fv_log(enum fv_log_level level, const char *fmt, ...)
 	(void)w;
 }
 
+const char *fv_log_err_prefix(void)
+{
+	if (log_journal < 0)
+		log_journal = stderr_is_journal();
+	return log_journal ? "<3>" : "";
+}
+
 bool fv_ratelimit_ok(struct fv_ratelimit *rl, uint64_t *ret_suppressed)
 {
 	int64_t now = fv_now_mono_ms();

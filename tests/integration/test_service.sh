@@ -66,6 +66,22 @@ grep -q 'STATUS=broker not connected' "$FV_TMP/coord.notify" || fv_fail "no STAT
 grep -q '^<5>fedvigil-coordinator .* started' "$FV_TMP/coordinator.log" || fv_fail "no <5> on the start notice"
 grep -q '^<4>mqtt: cannot connect' "$FV_TMP/coordinator.log" || fv_fail "no <4> on the connect warning"
 grep -qv '^<[0-7]>' "$FV_TMP/coordinator.log" && fv_fail "a log line without priority prefix under JOURNAL_STREAM"
+# A bad configuration is an error in the journal too (it is printed before
+# logging is set up), for both daemons; without JOURNAL_STREAM, no prefix.
+printf '[agent]\nid = x\nfleet = f\n[detect]\nk = many\n' >"$FV_TMP/bad-agent.ini"
+printf '[round]\ndeadline_ms = 5\n' >"$FV_TMP/bad-coord.ini"
+for p in agent coordinator; do
+	bad=$FV_TMP/bad-${p%inator}.ini
+	: >"$FV_TMP/$p-js.log"
+	rc=0
+	JOURNAL_STREAM=$(stat -c '%d:%i' "$FV_TMP/$p-js.log") "$FV_BIN/fedvigil-$p" -c "$bad" --check-config \
+		2>>"$FV_TMP/$p-js.log" || rc=$?
+	[ $rc -eq 2 ] || fv_fail "fedvigil-$p: a bad config exited $rc"
+	grep -q "^<3>fedvigil-$p: .*bad-.*\.ini:[0-9]" "$FV_TMP/$p-js.log" ||
+		fv_fail "fedvigil-$p: config error not at priority 3: $(cat "$FV_TMP/$p-js.log")"
+	out=$("$FV_BIN/fedvigil-$p" -c "$bad" --check-config 2>&1) && fv_fail "fedvigil-$p: a bad config passed"
+	grep -q "^fedvigil-$p: " <<<"$out" || fv_fail "fedvigil-$p: config error prefixed outside the journal: $out"
+done
 fv_broker_start "$FV_BROKER_PORT"
 fv_wait_for "coordinator READY=1" 15 grep -q 'READY=1' "$FV_TMP/coord.notify" || fv_fail "coordinator never READY"
 cport=$(sed -n 's|.*Prometheus metrics on http://127.0.0.1:\([0-9]*\)/metrics.*|\1|p' "$FV_TMP/coordinator.log")
