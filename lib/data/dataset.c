@@ -541,7 +541,8 @@ static int append(struct fv_ds_entity *e, uint32_t C, const struct rows *rw, siz
 	if (!(lab = realloc(e->label, n ? n : 1)))
 		return -ENOMEM;
 	e->label = lab;
-	memcpy(e->x + e->n * C, rw->x, rw->n * C * sizeof(float));
+	if (rw->n) /* a file with a header only has no rows (rw->x is NULL) */
+		memcpy(e->x + e->n * C, rw->x, rw->n * C * sizeof(float));
 	for (size_t i = 0; i < rw->n; i++) {
 		uint8_t ro = role_all;
 

@@ -449,6 +449,8 @@ static void test_dataset_errors(void **state)
 		{ "[dataset]\nlabel = y\n[entity.m]\nfile = x8.csv\ntrain_rows = 1-1\n"
 		  "test_rows = 2-\n",
 		  "x8.csv:4: test row without a label (column 'y' is empty)" },
+		{ "[entity.m]\ntrain = x9.csv\ntest = x2.csv\nlabels = xl.csv\n",
+		  "[entity.m]: 0 training and 2 test rows: both are needed" },
 		{ "[entity.m]\ntrain = x2.csv\ntest = missing.csv\nlabels = xl.csv\n",
 		  "missing.csv: cannot open" },
 		{ "[entity.m]\nfile = x2.csv\ntrain_rows = 1-2\ntest_rows = 9-x\nlabels = xl.csv\n",
@@ -468,6 +470,7 @@ static void test_dataset_errors(void **state)
 	put("x6.csv", "a,b\r\n1,2\n3,4,5\r\n");        /* one field too many */
 	put("x7.csv", "a,b,c\n1,2\n3,4,5\n");           /* one too few, beyond the features */
 	put("x8.csv", "a,b,y\n1,2,0\n3,4,1\n5,6,\n"); /* an empty label cell */
+	put("x9.csv", "a,b\n");                          /* a header, no rows */
 	put("xl.csv", "0\n1\n");
 	put("xl2.csv", "0\n1\n0\n");
 	for (size_t i = 0; i < FV_ARRAY_SIZE(cases); i++) {
