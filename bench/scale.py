@@ -158,7 +158,12 @@ encoding = {a.encoding}
                                   "--log-level", "info"],
                                  stdout=logs[2], stderr=logs[2])
         t0 = time.time()
+        out["swarm_peak_rss"] = 0
         while swarm.poll() is None:
+            try:
+                out["swarm_peak_rss"] = max(out["swarm_peak_rss"], proc_usage(swarm.pid)[0])
+            except (OSError, IndexError):
+                pass  # it just exited
             if time.time() - t0 > a.timeout:
                 raise SystemExit(f"scale: {preset} N={n}: no result after {a.timeout} s")
             if coord.poll() is not None:
@@ -276,7 +281,8 @@ def main():
               f"ratio={r['ratio']:.2f} raw_paho_ms={r['raw_paho_ms']:.0f} "
               f"ratio_paho={r['ratio_paho']:.2f} round_ms={r['round_ms']:.0f} "
               f"coord_rss_mb={r['coord_peak_rss'] / 2**20:.1f} "
-              f"coord_cpu_s={r['coord_cpu']:.2f} load={r['load_start']:.1f}{target}")
+              f"coord_cpu_s={r['coord_cpu']:.2f} swarm_rss_mb={r['swarm_peak_rss'] / 2**20:.1f} "
+              f"load={r['load_start']:.1f}{target}")
 
 
 if __name__ == "__main__":

@@ -942,7 +942,9 @@ static int setup(struct swarm *s)
 			       o->id_prefix, sim_plant_machine_name(s->plant, (int)i));
 			return -EINVAL;
 		}
-		/* The same client id scheme as fedvigil-agent's. */
+		/* fedvigil-agent's client id scheme (fedvigil-agent-<fleet>-<id>)
+		 * with a prefix of its own: a swarm never takes over a real
+		 * agent's session. */
 		snprintf(a->client_id, sizeof(a->client_id), "fv-swarm-%s-%s", o->fleet, a->id);
 		a->will_len = (size_t)snprintf(a->will, sizeof(a->will),
 					       "{\"state\":\"offline\",\"agent\":\"%s\",\"fleet\":\"%s\"}",
