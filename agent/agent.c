@@ -15,8 +15,6 @@
 
 #define MAX_TICKS_PER_MSG 100000
 #define PENDING_RETRY_MS 250
-#define SEEN_MAGIC "FVSEEN"
-#define SEEN_FORMAT 1
 /* The first calibration from the agent's own data waits for this many
  * buffered vectors; later ones whenever the buffer has doubled. */
 #define CALIB_MIN_VECTORS 64
@@ -356,24 +354,16 @@ static int order_cmp(uint64_t e1, uint64_t v1, uint64_t e2, uint64_t v2)
 	return v1 < v2 ? -1 : v1 > v2;
 }
 
-/* The text of sign.version_file without its checksum. */
-static int seen_text(char *buf, size_t len, uint64_t epoch, uint64_t version)
-{
-	return snprintf(buf, len, SEEN_MAGIC " %d %" PRIu64 " %" PRIu64, SEEN_FORMAT, epoch,
-			version);
-}
-
 /* Read sign.version_file: 0 (also when it does not exist yet), or -EBADMSG
  * / -errno with the reason logged (the agent then refuses to start: without
  * it, an older model would be accepted). */
 static int seen_load(struct agent *a)
 {
 	const char *path = a->cfg.sign_version_file;
-	char *text = NULL, check[128];
-	unsigned long long e, v;
-	unsigned crc;
+	char *text = NULL;
+	uint64_t e = 0, v = 0;
 	size_t len;
-	int fmt, n = 0, r;
+	int r;
 
 	r = fv_file_read(path, 4096, (void **)&text, &len);
 	if (r == -ENOENT)
@@ -382,14 +372,7 @@ static int seen_load(struct agent *a)
 		fv_log(FV_LOG_ERR, "sign.version_file = %s: cannot read: %s", path, fv_strerror(r));
 		return r;
 	}
-	if (sscanf(text, SEEN_MAGIC " %d %llu %llu %x%n", &fmt, &e, &v, &crc, &n) != 4 ||
-	    fmt != SEEN_FORMAT || (text[n] != '\n' && text[n] != '\0')) {
-		r = -EBADMSG;
-	} else {
-		seen_text(check, sizeof(check), e, v);
-		if (fv_crc32(0, check, strlen(check)) != crc)
-			r = -EBADMSG;
-	}
+	r = agent_seen_parse(text, len, &e, &v);
 	free(text);
 	if (r < 0) {
 		fv_log(FV_LOG_ERR, "sign.version_file = %s is corrupt; refusing to start (delete it to "
@@ -417,10 +400,8 @@ static void seen_update(struct agent *a, uint64_t epoch, uint64_t version)
 	a->seen_version = version;
 	if (!a->cfg.sign_version_file[0])
 		return;
-	n = seen_text(text, sizeof(text), epoch, version);
-	n += snprintf(text + n, sizeof(text) - (size_t)n, " %08x\n",
-		      fv_crc32(0, text, (size_t)n));
-	r = fv_file_write_atomic(a->cfg.sign_version_file, text, (size_t)n);
+	n = agent_seen_format(text, sizeof(text), epoch, version);
+	r = n < 0 ? n : fv_file_write_atomic(a->cfg.sign_version_file, text, (size_t)n);
 	if (r < 0 && !a->seen_write_failed)
 		fv_log(FV_LOG_ERR, "sign.version_file = %s: cannot write: %s (rollback protection "
 		       "holds until a restart; further errors not reported)",

@@ -146,4 +146,11 @@ uint64_t agent_presence_births(const struct agent_presence *p);
  * reopened (log rotation). Returns the number of keys changed. */
 int agent_reload(struct agent *a, const struct agent_config *next);
 
+/* sign.version_file (seen.c). Format the line for (epoch, version) into
+ * buf: its length, or -ENOBUFS. */
+int agent_seen_format(char *buf, size_t len, uint64_t epoch, uint64_t version);
+/* Parse the file's text (len bytes, need not be NUL-terminated): 0 with
+ * *ret_epoch and *ret_version set, or -EBADMSG (they are untouched). */
+int agent_seen_parse(const char *text, size_t len, uint64_t *ret_epoch, uint64_t *ret_version);
+
 #endif

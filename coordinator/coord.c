@@ -95,6 +95,7 @@ struct coord {
 	struct fv_sign_key key;         /* signs models and announcements */
 	/* Since start, for the Prometheus page (coord_info). */
 	uint64_t rounds_closed, accepted_total, update_bytes_total;
+	uint64_t late_valid_total;      /* late updates that passed validation */
 	uint64_t rejected_total[FV_REJ__MAX];
 	uint64_t bytes_in;              /* accepted update payload bytes, this round */
 	size_t model_bytes;             /* size of the last published GlobalModel */
@@ -1249,6 +1250,9 @@ static void handle_late(struct coord *co, uint64_t round, const char *agent,
 	}
 	part_paid(h, agent);
 	part_response(&co->part, now - h->start_mono);
+	/* Every update message ends counted exactly once: accepted, one
+	 * rejection reason, or here (held or dropped below). */
+	co->late_valid_total++;
 	tau = co->have_model && co->model.version > u.h.base_version
 		      ? co->model.version - u.h.base_version
 		      : 0;
@@ -1492,6 +1496,7 @@ void coord_get_info(const struct coord *co, struct coord_info *ret)
 	ret->accepted_total = co->accepted_total;
 	memcpy(ret->rejected_total, co->rejected_total, sizeof(ret->rejected_total));
 	ret->update_bytes_total = co->update_bytes_total;
+	ret->late_valid_total = co->late_valid_total;
 	ret->deadline_ms = co->deadline_len;
 	ret->excluded = co->excluded;
 	ret->late_held = co->part.n_late;

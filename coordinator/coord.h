@@ -180,6 +180,7 @@ struct coord_info {
 	uint64_t accepted_total;        /* updates accepted */
 	uint64_t rejected_total[FV_REJ__MAX]; /* updates rejected, by reason */
 	uint64_t update_bytes_total;    /* payload bytes of update messages received */
+	uint64_t late_valid_total;      /* valid late updates (then held or dropped) */
 	int64_t deadline_ms;            /* the open round's deadline (length) */
 	uint32_t excluded;              /* live agents left out of its selection */
 	uint32_t late_held;             /* late updates waiting for the next close */

@@ -537,7 +537,8 @@ int wire_unpack_delta(const struct wire_side *in, float **ret_delta, size_t *ret
 				return -EILSEQ;
 	}
 	if (fv_enc_sparse(enc)) {
-		const uint8_t *q = in->indices, *end = in->indices + in->indices_len;
+		/* No indices field: NULL, and NULL + 0 is undefined in C. */
+		const uint8_t *q = in->indices, *end = q ? q + in->indices_len : q;
 		uint64_t at = 0;
 
 		idx = malloc((nnz ? nnz : 1) * sizeof(*idx));

@@ -7,7 +7,21 @@
  * unpack bugs fixed only in 1.5.x. So every message from a peer is walked
  * here first, without allocating, against a table of what each field may
  * hold; only bytes that fit our schema with bounded counts reach the
- * unpacker. The tables mirror proto/fedvigil.proto: keep them in step. */
+ * unpacker. The tables mirror proto/fedvigil.proto: keep them in step.
+ *
+ * What the walk guarantees, and why it matters with 1.4.1:
+ * - Bytes it accepts unpack without error (tests/fuzz/fuzz_wire.c asserts
+ *   it): well-formed tags, varints and lengths, only the wire types the
+ *   schema has, no groups, packed fields of whole elements. protobuf-c's
+ *   error paths (error_cleanup: protobuf_c_message_free_unpacked() on a
+ *   half-built message) are where its memory-safety bugs lived: issue 690
+ *   / pull request 703, fixed in 1.5.1, is a free of an uninitialised
+ *   unknown_fields pointer there. With protoc-c's generated init (which
+ *   sets unknown_fields = NULL before parsing, as ours has) 1.4.1 does not
+ *   reach it; with scanned input the error path is not taken at all.
+ * - A singular field occurs at most once (max_count 1), so protobuf-c's
+ *   merge_messages() (two copies of one sub-message field) never runs.
+ * - Unknown fields are few (max_unknown), so their table is small. */
 #include <errno.h>
 #include <string.h>
 
@@ -46,7 +60,7 @@ static const struct pb_rule hparams_rule[] = {
 	ONE(1, PB_VARINT), ONE(2, PB_VARINT), ONE(3, PB_FIXED32),
 	ONE(4, PB_VARINT), ONE(5, PB_VARINT),
 	ONE(20, PB_VARINT), ONE(21, PB_FIXED32), ONE(22, PB_FIXED32),
-	ONE(4, PB_VARINT), ONE(5, PB_VARINT), ONE(50, PB_FIXED32),
+	ONE(50, PB_FIXED32),
 };
 static const struct pb_rules hparams_rules = { hparams_rule, FV_ARRAY_SIZE(hparams_rule), 8 };
 
@@ -312,6 +326,19 @@ static int scan(const uint8_t *buf, size_t len, const struct pb_rules *rules, in
 		bytes[i] += n;
 		if (wt != 2)
 			continue;
+		/* A packed repeated field (LEN besides its scalar wire type):
+		 * whole elements only, as protobuf-c's unpacker requires. */
+		if ((rule->wire_types & PB_FIXED32) && n % 4)
+			return -EBADMSG;
+		if ((rule->wire_types & PB_FIXED64) && n % 8)
+			return -EBADMSG;
+		if (rule->wire_types & PB_VARINT) {
+			const uint8_t *q = start, *qend = start + n;
+
+			while (q < qend)
+				if (varint(&q, qend, &v) < 0)
+					return -EBADMSG;
+		}
 		if ((rule->flags & PB_F_STRING) && memchr(start, '\0', n))
 			return -EBADMSG;
 		if (rule->sub) {
