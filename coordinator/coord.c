@@ -14,14 +14,17 @@
  * produces version + 1. After each close the state is persisted before the
  * model is published, so a restart never goes back behind what agents saw. */
 #include <errno.h>
+#include <fcntl.h>
 #include <float.h>
 #include <inttypes.h>
 #include <math.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <cjson/cJSON.h>
 
@@ -248,6 +251,50 @@ static void clear_announce(struct coord *co)
 	publish(co, co->t_round, "", 0, 1, true);
 }
 
+/* ---- crash points (tests only) ----
+ * FV_TEST_CRASH=POINT@ROUND makes the coordinator SIGKILL itself at one
+ * point of round ROUND, so that integration tests can kill it exactly there
+ * (tests/integration/test_crash.sh): "announced" (0 updates in), "acceptedN"
+ * (after the Nth accepted update), "aggregated" (the new model computed in
+ * memory, nothing written), "writing" (half of the new state file written,
+ * as a power cut would leave it), "persisted" (state renamed into place,
+ * model not yet published). Not a configuration key: never set it outside
+ * tests. */
+static bool crash_at(const char *point, uint64_t round)
+{
+	const char *want = getenv("FV_TEST_CRASH");
+	char here[64];
+
+	if (!want)
+		return false;
+	snprintf(here, sizeof(here), "%s@%" PRIu64, point, round);
+	return strcmp(want, here) == 0;
+}
+
+static void crash_now(const char *point, uint64_t round)
+{
+	fv_log(FV_LOG_WARNING, "FV_TEST_CRASH: killing myself at %s@%" PRIu64, point, round);
+	raise(SIGKILL);
+}
+
+/* "writing": what fv_file_write_atomic() leaves when the power goes in its
+ * write(): the first half of buf in <path>.new, the old file untouched. */
+static void crash_mid_write(const char *path, const uint8_t *buf, size_t len, uint64_t round)
+{
+	char tmp[640];
+	int fd;
+
+	snprintf(tmp, sizeof(tmp), "%s.new", path);
+	fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+	if (fd >= 0) {
+		if (write(fd, buf, len / 2) < 0)
+			fv_log(FV_LOG_WARNING, "FV_TEST_CRASH: %s: %s", tmp, strerror(errno));
+		fsync(fd);
+		close(fd);
+	}
+	crash_now("writing", round);
+}
+
 /* ---- state file ---- */
 
 static int mkdir_p(const char *dir)
@@ -292,6 +339,8 @@ static int persist(struct coord *co)
 		fv_log(FV_LOG_ERR, "cannot encode the coordinator state: %s", fv_strerror(r));
 		return r;
 	}
+	if (st.round > 0 && crash_at("writing", st.round - 1))
+		crash_mid_write(co->state_path, buf, len, st.round - 1);
 	r = mkdir_p(co->cfg->state_dir);
 	if (r < 0)
 		fv_log(FV_LOG_ERR, "cannot create state directory %s: %s", co->cfg->state_dir,
@@ -651,6 +700,8 @@ static int select_and_announce(struct coord *co, int64_t now)
 	co->deadline_wall = fv_now_wall_ms() + co->deadline_len;
 	co->phase = COORD_COLLECT;
 	publish_announce(co);
+	if (crash_at("announced", co->round))
+		crash_now("announced", co->round);
 
 	list[0] = '\0';
 	for (uint32_t i = 0; i < co->n_sel && off < sizeof(list) - 1; i++) {
@@ -1093,7 +1144,11 @@ static void close_round(struct coord *co, int64_t now)
 	}
 	/* Persist first: once agents see version V, a restart must not go
 	 * back to V-1. A failed write is logged and the fleet keeps going. */
+	if (crash_at("aggregated", closed))
+		crash_now("aggregated", closed);
 	persist(co);
+	if (crash_at("persisted", closed))
+		crash_now("persisted", closed);
 	publish_model(co);
 	publish_metrics(co, closed, kind, now - co->start_mono, "closed");
 	/* Late updates for this round arriving from now on count for the next
@@ -1371,6 +1426,13 @@ static void handle_update(struct coord *co, uint64_t round, const char *agent,
 	       "update from %s for round %" PRIu64 " accepted: %" PRIu64 " samples, loss %.4g "
 	       "(%u/%u)",
 	       agent, round, u.n_samples, (double)u.loss, co->n_upd, co->n_sel);
+	{
+		char point[32];
+
+		snprintf(point, sizeof(point), "accepted%u", co->n_upd);
+		if (crash_at(point, round))
+			crash_now(point, round);
+	}
 	coord_tick(co, now, 0);
 	return;
 drop:
