@@ -8,8 +8,9 @@
 # machine (fedvigil-replay; nothing arrives afterwards, so what they train
 # on and send is fixed), then the coordinator runs its rounds.
 #   setup FLEET [INI LINES...]   configurations (extra [round] lines;
-#                                DF_ROUNDS training rounds, default 6) and
-#                                the subscribers
+#                                DF_ROUNDS training rounds, default 6; the
+#                                broker on port DF_PORT, default
+#                                FV_BROKER_PORT) and the subscribers
 #   start_agents FLEET           the agents, then the rows
 #   ingested FLEET               true once every agent holds them
 #   coordinator FLEET [CRASH]    start it with FV_TEST_CRASH=CRASH; PID in CPID
@@ -37,13 +38,15 @@ for i in 0 1 2; do
 done
 
 setup() {
-	local f=$1 d=$FV_TMP/$1 a l
+	local f=$1 d=$FV_TMP/$1 a l port=${DF_PORT:-$FV_BROKER_PORT}
+	local uri=tcp://127.0.0.1:$port
 	shift
 	mkdir -p "$d"
+	echo "$uri" > "$d/uri"
 	{ cat <<-EOF
 		[coordinator]
 		fleet = $f
-		broker = $FV_BROKER_URI
+		broker = $uri
 		state_dir = $d/state
 		log_level = info
 		[model]
@@ -65,7 +68,7 @@ setup() {
 			[agent]
 			id = $a
 			fleet = $f
-			broker = $FV_BROKER_URI
+			broker = $uri
 			log_level = info
 			metrics_interval_ms = 300
 			[ingest]
@@ -81,10 +84,10 @@ setup() {
 			topic = $f/$a/c3
 		EOF
 	done
-	mosquitto_sub -h 127.0.0.1 -p "$FV_BROKER_PORT" -t "fedvigil/v1/$f/model" -F '%x' \
+	mosquitto_sub -h 127.0.0.1 -p "$port" -t "fedvigil/v1/$f/model" -F '%x' \
 		> "$d/models.hex" 2>/dev/null &
 	fv_track "$!"
-	mosquitto_sub -h 127.0.0.1 -p "$FV_BROKER_PORT" -t "fedvigil/v1/$f/agent/+/metrics" \
+	mosquitto_sub -h 127.0.0.1 -p "$port" -t "fedvigil/v1/$f/agent/+/metrics" \
 		> "$d/agentmetrics.txt" 2>/dev/null &
 	fv_track "$!"
 }
@@ -100,7 +103,7 @@ start_agents() {
 	fv_wait_for "$f agents online" 20 bash -c \
 		"[ \$(grep -l 'connected to' '$d'/*.log 2>/dev/null | wc -l) -ge ${#AGENTS[@]} ]" ||
 		fv_fail "$f: agents did not connect"
-	"$BIN/fedvigil-replay" --broker "$FV_BROKER_URI" --prefix "$f" "${m[@]}" --header no \
+	"$BIN/fedvigil-replay" --broker "$(cat "$d/uri")" --prefix "$f" "${m[@]}" --header no \
 		--period-ms 1000 --rate 0 -q > "$d/replay.log" 2>&1 || fv_fail "$f: replay failed"
 }
 
