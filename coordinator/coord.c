@@ -112,6 +112,7 @@ struct coord {
 	uint32_t missed;                /* selected without update at the last close */
 	uint32_t late_applied;          /* late updates in the last aggregation */
 	uint64_t abandoned;             /* rounds abandoned since start */
+	uint64_t persist_failures;      /* state writes failed in a row */
 };
 
 /* ---- publishing ---- */
@@ -342,12 +343,24 @@ static int persist(struct coord *co)
 	if (st.round > 0 && crash_at("writing", st.round - 1))
 		crash_mid_write(co->state_path, buf, len, st.round - 1);
 	r = mkdir_p(co->cfg->state_dir);
-	if (r < 0)
-		fv_log(FV_LOG_ERR, "cannot create state directory %s: %s", co->cfg->state_dir,
-		       fv_strerror(r));
-	else if ((r = fv_file_write_atomic(co->state_path, buf, len)) < 0)
-		fv_log(FV_LOG_ERR, "cannot write %s: %s", co->state_path, fv_strerror(r));
+	if (r == 0)
+		r = fv_file_write_atomic(co->state_path, buf, len);
 	free(buf);
+	/* A full disk fails every write until space is freed: said once, and
+	 * once more when a write succeeds again. The old file stays intact
+	 * (writes go to .new first). */
+	if (r < 0 && co->persist_failures++ == 0)
+		fv_log(FV_LOG_ERR, "cannot write %s: %s (the last good state is kept; the fleet "
+		       "goes on; further failures not reported until a write succeeds)",
+		       co->state_path, fv_strerror(r));
+	else if (r < 0)
+		fv_log(FV_LOG_DEBUG, "cannot write %s: %s (%" PRIu64 " failures in a row)",
+		       co->state_path, fv_strerror(r), co->persist_failures);
+	if (r == 0 && co->persist_failures) {
+		fv_log(FV_LOG_NOTICE, "%s written again after %" PRIu64 " failed writes",
+		       co->state_path, co->persist_failures);
+		co->persist_failures = 0;
+	}
 	return r;
 }
 
