@@ -46,7 +46,9 @@ mosquitto_sub -h 127.0.0.1 -p "$FV_BROKER_PORT" -t "fedvigil/v1/$F/coord/metrics
 fv_track "$!"
 sleep 0.3
 echo "+0" > "$FV_TMP/faketime"
-LD_PRELOAD=$FT FAKETIME_TIMESTAMP_FILE=$FV_TMP/faketime FAKETIME_NO_CACHE=1 \
+# verify_asan_link_order=0: an ASan build accepts the preloaded library.
+ASAN_OPTIONS=${ASAN_OPTIONS:+$ASAN_OPTIONS:}verify_asan_link_order=0 \
+	LD_PRELOAD=$FT FAKETIME_TIMESTAMP_FILE=$FV_TMP/faketime FAKETIME_NO_CACHE=1 \
 	FAKETIME_DONT_FAKE_MONOTONIC=1 \
 	"$FV_BINARY_DIR/fedvigil-coordinator" -c "$FV_TMP/coordinator.ini" > "$FV_TMP/coordinator.log" 2>&1 &
 COORD=$!
