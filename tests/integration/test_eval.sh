@@ -149,7 +149,12 @@ run federated "$FV_TMP/set" --plots none --set detect.k=1 --set detect.n=1 --set
 jq -e '.detect.k == 1 and .threshold.margin == 2' "$FV_TMP/set/report.json" >/dev/null || fv_fail "--set not applied"
 # The coordinator's aggregation keys apply: the median of the updates trains
 # another model than FedAvg (same data, same seed), so other scores.
-run federated "$FV_TMP/med" --plots none --set aggregation.algorithm=median
+# (Without -q: the progress line names the round, its loss and the ETA.)
+"$eval_bin" "$FV_TMP/synth.ini" --mode federated --out "$FV_TMP/med" --plots none \
+	--set aggregation.algorithm=median > "$FV_TMP/med.stdout" 2> "$FV_TMP/med.stderr" ||
+	{ cat "$FV_TMP/med.stderr"; fv_fail "fedvigil-eval --set aggregation.algorithm=median failed"; }
+grep -Eq '^fedvigil-eval: round 3/3 loss [0-9.]+ elapsed [0-9]+s eta 0s$' "$FV_TMP/med.stderr" ||
+	{ cat "$FV_TMP/med.stderr"; fv_fail "no progress line with round, loss and ETA"; }
 jq -e '.aggregation == "median"' "$FV_TMP/med/report.json" >/dev/null || fv_fail "aggregation.algorithm not applied"
 cmp -s <(cut -d, -f3 "$FV_TMP/fed/points.csv") <(cut -d, -f3 "$FV_TMP/med/points.csv") &&
 	fv_fail "aggregation.algorithm = median gave exactly FedAvg's scores"
