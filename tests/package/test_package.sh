@@ -60,7 +60,7 @@ for f in /usr/bin/fedvigil-agent /usr/bin/fedvigil-coordinator /usr/bin/fedvigil
 	/lib/systemd/system/fedvigil-agent@.service /etc/fedvigil/agent.ini /etc/fedvigil/coordinator.ini \
 	/usr/share/man/man8/fedvigil-agent.8.gz /usr/share/man/man8/fedvigil-coordinator.8.gz \
 	/usr/share/doc/fedvigil/copyright /usr/share/doc/fedvigil/install.md \
-	/usr/share/doc/fedvigil/examples/agent.ini; do
+	/usr/share/doc/fedvigil/examples/agent.ini /usr/share/doc/fedvigil/schema/alert.schema.json; do
 	grep -qx "$f" "$FV_TMP/contents" || fv_fail "package lacks $f"
 done
 dpkg-deb -f "$DEB" Architecture | grep -qx "$arch" || fv_fail "wrong Architecture"
@@ -159,6 +159,22 @@ done
 grep -q '"state":"online"' "$FV_TMP/walkthrough.log" || fv_fail "the agent did not report online"
 grep -q 'coord/metrics {.*"kind":"train"' "$FV_TMP/walkthrough.log" || fv_fail "no training round closed"
 grep -q 'Active: active (running)' "$FV_TMP/walkthrough.log" || fv_fail "systemctl status shows no running unit"
+# What the walk-through's subscriber recorded validates against the schemas
+# the package installed (checked here on the host: python3-jsonschema).
+if /usr/bin/python3 -c 'import jsonschema' 2>/dev/null; then
+	schemas=$ROOT/usr/share/doc/fedvigil/schema
+	fleet=$ROOT/root/fleet.log
+	for k in 'agent/[^/]*/alert alert 1' 'agent/[^/]*/state state 1' 'coord/state state 1' \
+		'agent/[^/]*/metrics agent-metrics 1' 'coord/metrics coord-metrics 2'; do
+		read -r topic schema min <<<"$k"
+		grep "^fedvigil/v1/plant1/$topic " "$fleet" >"$FV_TMP/$schema.log" || true
+		/usr/bin/python3 "$FV_SOURCE_DIR/tests/helpers/check_schema.py" "$schemas/$schema.schema.json" \
+			"$FV_TMP/$schema.log" "$min" || fv_fail "the walk-through's $topic does not match $schema.schema.json"
+	done
+	echo "walk-through messages validate against the installed schemas"
+else
+	fv_fail "python3-jsonschema is not installed (scripts/deps)"
+fi
 
 # What the installation did.
 in_root getent passwd fedvigil | grep -q ':/var/lib/fedvigil:/usr/sbin/nologin$' || fv_fail "no system user fedvigil"
