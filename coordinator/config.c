@@ -190,6 +190,12 @@ const struct fv_cfg_key coord_cfg_keys[] = {
 	      "multi_krum: updates averaged (0 = updates - krum_f)"),
 	K_DBL("aggregation", "clip_norm", clip_norm, "0", 0.0, 1e9,
 	      "scale every update to at most this L2 norm first (0 = off; dp: C)"),
+	K_DBL("aggregation", "clip_ratio", clip_ratio, "10", 0.0, 1e9,
+	      "also scale every update to at most this many times the round's median "
+	      "update norm (0 = off, else >= 1; not with dp)"),
+	K_DBL("aggregation", "sample_cap", sample_cap, "10", 0.0, 1e12,
+	      "weighted means: a claimed window count counts as at most this many times "
+	      "the round's median claim (0 = trust every claim, else >= 1)"),
 	K_DBL("aggregation", "prox_mu", prox_mu, "0", 0.0, 1000.0,
 	      "FedProx mu sent to the agents (any algorithm; fedprox needs > 0)"),
 	K_BOOL("aggregation", "dp", dp, "false",
@@ -431,6 +437,8 @@ int coord_config_finish(struct coord_config *c, char *err, size_t errlen)
 	c->agg.krum_f = (uint32_t)c->krum_f;
 	c->agg.krum_m = (uint32_t)c->krum_m;
 	c->agg.clip_norm = c->clip_norm;
+	c->agg.clip_ratio = c->clip_ratio;
+	c->agg.sample_cap = c->sample_cap;
 	c->agg.prox_mu = c->prox_mu;
 	c->agg.dp = c->dp;
 	c->agg.dp_noise = c->dp_noise;

@@ -1026,6 +1026,7 @@ static void publish_metrics(struct coord *co, uint64_t round, enum fv_round_kind
 			cJSON_AddNumberToObject(ag, "excluded", co->n_excluded);
 			cJSON_AddNumberToObject(ag, "trimmed", res->n_trimmed);
 			cJSON_AddNumberToObject(ag, "clipped", res->n_clipped);
+			cJSON_AddNumberToObject(ag, "capped", res->n_capped);
 			cJSON_AddBoolToObject(ag, "robust_ok", res->robust_ok);
 			cJSON_AddNumberToObject(ag, "step_norm", json_float((float)res->step_norm));
 			cJSON_AddNumberToObject(ag, "steps", (double)res->steps);

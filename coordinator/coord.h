@@ -93,6 +93,8 @@ struct coord_config {
 	double trim_beta;            /* trimmed_mean */
 	long long krum_f, krum_m;    /* krum / multi_krum */
 	double clip_norm;            /* 0 = no clipping */
+	double clip_ratio;           /* x the median update norm; 0 = off */
+	double sample_cap;           /* x the median claimed count; 0 = off */
 	double prox_mu;              /* FedProx mu sent to the agents */
 	bool dp;                     /* client-level differential privacy */
 	double dp_noise;             /* noise multiplier sigma */

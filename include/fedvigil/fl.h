@@ -61,6 +61,11 @@ struct fv_agg_config {
 	uint32_t krum_f;    /* Krum: Byzantine updates tolerated */
 	uint32_t krum_m;    /* multi-Krum: updates averaged; 0 = k - f */
 	double clip_norm;   /* > 0: scale each update to L2 norm <= clip_norm */
+	double clip_ratio;  /* >= 1 (not with dp): also scale each update to L2 norm
+			     * <= clip_ratio * the round's median update norm; 0 = off */
+	double sample_cap;  /* >= 1 (weighted mean rules): a claimed n_samples above
+			     * sample_cap * the round's median claim counts as that
+			     * much; 0 = trust every claim */
 	double prox_mu;     /* FedProx mu for the agents' local training; not used
 			     * by the aggregator itself (carried for its callers) */
 	bool dp;            /* client-level DP: clip to clip_norm, uniform weights,
@@ -72,8 +77,8 @@ struct fv_agg_config {
 #define FV_AGG_CONFIG_DEFAULTS                                                          \
 	{ .algo = FV_AGG_FEDAVG, .server_lr = 0.0, .momentum = 0.9, .beta1 = 0.9,        \
 	  .beta2 = 0.99, .tau = 1e-3, .trim_beta = 0.1, .krum_f = 1, .krum_m = 0,        \
-	  .clip_norm = 0.0, .prox_mu = 0.0, .dp = false, .dp_noise = 1.0, .dp_delta = 1e-5, \
-	  .dp_seed = 0 }
+	  .clip_norm = 0.0, .clip_ratio = 10.0, .sample_cap = 10.0, .prox_mu = 0.0,      \
+	  .dp = false, .dp_noise = 1.0, .dp_delta = 1e-5, .dp_seed = 0 }
 
 /* The server learning rate cfg resolves to: cfg->server_lr if > 0, else 0.01
  * for FedAdam/FedYogi/FedAdagrad and 1 for everything else. */
@@ -95,7 +100,8 @@ struct fv_agg_result {
 	uint32_t n_used;     /* updates that entered the aggregate: Krum 1, multi-Krum m,
 			      * trimmed mean k - 2t per coordinate, others k */
 	uint32_t n_trimmed;  /* trimmed mean: t cut at each end of every coordinate */
-	uint32_t n_clipped;  /* updates scaled down to clip_norm */
+	uint32_t n_clipped;  /* updates scaled down (clip_norm or clip_ratio) */
+	uint32_t n_capped;   /* claimed sample counts cut to the sample_cap */
 	bool robust_ok;      /* the rule's assumption on k held: Krum k >= 2f + 3,
 			      * median k >= 3, trimmed mean t >= 1; true otherwise */
 	double step_norm;    /* L2 norm of ret_params - params */

@@ -5,8 +5,11 @@
  *  1. Order: the updates are sorted by agent name; every loop below runs in
  *     that order, so equal inputs give bit-identical outputs whatever order
  *     they arrived in (floating-point sums are not associative).
- *  2. Clip: f_i = min(1, C / |d_i|) with C = clip_norm (when > 0). The
- *     clipped updates are never materialised: every rule reads f_i * d_i.
+ *  2. Clip: f_i = min(1, C / |d_i|) with C = clip_norm (when > 0), and
+ *     f_i = min(f_i, r med_j |d_j| / |d_i|) with r = clip_ratio (when > 0,
+ *     not under DP). The clipped updates are never materialised: every rule
+ *     reads f_i * d_i. Weighted means cap each claimed n_samples at
+ *     sample_cap * the median claim of the round first.
  *  3. Rule -> one pseudo-gradient D (n floats):
  *       mean          sum_i w_i f_i d_i / sum_i w_i, w_i = n_samples
  *                     (w_i = 1 under DP: then sum_i f_i d_i + sigma C z, / k)
@@ -83,6 +86,8 @@ struct fv_agg {
 	double *w;           /* max_k: weights in name order */
 	double *f;           /* max_k: clip factors in name order */
 	float *col;          /* max_k: one coordinate of every update */
+	double *nrm;         /* max_k: update norms in name order */
+	double *tmp;         /* max_k: sort scratch for medians */
 	double *dist;        /* max_k: distances from one update to the others */
 	double *score;       /* max_k: Krum scores */
 	uint32_t *pick;      /* max_k: Krum ranking */
@@ -149,6 +154,12 @@ int fv_agg_config_check(const struct fv_agg_config *c, char *err, size_t errlen)
 			   c->trim_beta);
 	if (!(c->clip_norm >= 0.0 && isfinite(c->clip_norm)))
 		return BAD("clip_norm = %g: must be >= 0 (0 = no clipping)", c->clip_norm);
+	if (!(c->clip_ratio == 0.0 || (c->clip_ratio >= 1.0 && isfinite(c->clip_ratio))))
+		return BAD("clip_ratio = %g: must be 0 (off) or >= 1 (times the median "
+			   "update norm)", c->clip_ratio);
+	if (!(c->sample_cap == 0.0 || (c->sample_cap >= 1.0 && isfinite(c->sample_cap))))
+		return BAD("sample_cap = %g: must be 0 (off) or >= 1 (times the median "
+			   "claimed sample count)", c->sample_cap);
 	if (!(c->prox_mu >= 0.0 && isfinite(c->prox_mu)))
 		return BAD("prox_mu = %g: must be >= 0", c->prox_mu);
 	if (c->algo == FV_AGG_FEDPROX && !(c->prox_mu > 0.0))
@@ -207,12 +218,14 @@ struct fv_agg *fv_agg_new(const struct fv_agg_config *cfg, size_t n_params, uint
 	a->w = malloc(k * sizeof(double));
 	a->f = malloc(k * sizeof(double));
 	a->col = malloc(k * sizeof(float));
+	a->nrm = malloc(k * sizeof(double));
+	a->tmp = malloc(k * sizeof(double));
 	a->dist = malloc(k * sizeof(double));
 	a->score = malloc(k * sizeof(double));
 	a->pick = malloc(k * sizeof(uint32_t));
 	a->in_use = malloc(k * sizeof(bool));
-	if (!a->step || !a->out || !a->ord || !a->d || !a->w || !a->f || !a->col || !a->dist ||
-	    !a->score || !a->pick || !a->in_use)
+	if (!a->step || !a->out || !a->ord || !a->d || !a->w || !a->f || !a->col || !a->nrm ||
+	    !a->tmp || !a->dist || !a->score || !a->pick || !a->in_use)
 		goto nomem;
 	if (cfg->algo == FV_AGG_FEDAVGM || is_adaptive(cfg->algo)) {
 		a->m = calloc(n_params, sizeof(float));
@@ -246,6 +259,8 @@ void fv_agg_free(struct fv_agg *a)
 	free(a->w);
 	free(a->f);
 	free(a->col);
+	free(a->nrm);
+	free(a->tmp);
 	free(a->dist);
 	free(a->score);
 	free(a->pick);
@@ -385,6 +400,23 @@ static void krum_rank(struct fv_agg *a, uint32_t k, uint32_t f)
 	}
 }
 
+/* Median of the n values of x (only those > 0 with pos: an agent that
+ * sent nothing, or whose weight is 0, says nothing about the scale), the
+ * mean of the two middle ones for an even count, sorted in a->tmp; 0 if
+ * none. */
+static double median_of(struct fv_agg *a, const double *x, uint32_t n, bool pos)
+{
+	uint32_t c = 0;
+
+	for (uint32_t i = 0; i < n; i++)
+		if (!pos || x[i] > 0.0)
+			a->tmp[c++] = x[i];
+	if (c == 0)
+		return 0.0;
+	qsort(a->tmp, c, sizeof(double), cmp_double);
+	return c % 2 ? a->tmp[c / 2] : 0.5 * (a->tmp[c / 2 - 1] + a->tmp[c / 2]);
+}
+
 /* ---- optimizer ---- */
 
 /* New parameters into a->out; commit = also update the moments. false if a
@@ -513,12 +545,44 @@ int fv_agg_round(struct fv_agg *a, const float *params, const struct fv_agg_upda
 		} else if (!all_finite(u->delta, a->n)) {
 			return -ERANGE;
 		}
-		a->f[i] = 1.0;
-		if (c->clip_norm > 0.0 && sqrt(nrm) > c->clip_norm) {
-			a->f[i] = c->clip_norm / sqrt(nrm);
-			res.n_clipped++;
-		}
+		a->nrm[i] = sqrt(nrm);
 		a->in_use[i] = a->w[i] > 0.0;
+	}
+	/* Claimed counts are the agents' word: a weighted mean caps them at
+	 * sample_cap times the round's median claim, so that a few liars
+	 * (2^40 windows) cannot take the mean over. The median is an honest
+	 * agent's as long as fewer than half lie. */
+	if (is_mean(c->algo) && !c->dp && c->sample_cap > 0.0) {
+		double cap = c->sample_cap * median_of(a, a->w, k, true);
+
+		wsum = 0.0;
+		for (uint32_t i = 0; i < k; i++) {
+			if (a->w[i] > cap) {
+				a->w[i] = cap;
+				res.n_capped++;
+			}
+			wsum += a->w[i];
+		}
+	}
+	/* Clip: to clip_norm, and (without DP, whose sensitivity must not
+	 * depend on the data) to clip_ratio times the median norm, which bounds
+	 * a huge but finite update whatever the model's scale. */
+	{
+		double rel = c->clip_ratio > 0.0 && !c->dp
+				     ? c->clip_ratio * median_of(a, a->nrm, k, true)
+				     : 0.0;
+
+		for (uint32_t i = 0; i < k; i++) {
+			double lim = c->clip_norm > 0.0 ? c->clip_norm : INFINITY;
+
+			if (rel > 0.0 && rel < lim)
+				lim = rel;
+			a->f[i] = 1.0;
+			if (a->nrm[i] > lim) {
+				a->f[i] = lim / a->nrm[i];
+				res.n_clipped++;
+			}
+		}
 	}
 
 	switch (c->algo) {

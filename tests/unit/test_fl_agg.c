@@ -41,6 +41,10 @@ static struct fv_agg_config cfg_of(enum fv_agg_algo algo, double lr, double clip
 	c.algo = algo;
 	c.server_lr = lr;
 	c.clip_norm = clip;
+	/* The goldens implement each rule as published: no relative clipping
+	 * or capped claims (test_byzantine tests those). */
+	c.clip_ratio = 0.0;
+	c.sample_cap = 0.0;
 	return c;
 }
 
