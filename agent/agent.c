@@ -107,7 +107,17 @@ struct agent {
 	struct fv_sd sd;             /* notify protocol and watchdog */
 	struct fv_httpd *httpd;      /* Prometheus responder, NULL = off */
 	int64_t connected_ms;        /* monotonic time of the last connect, 0 = never */
+	/* tools/adversary only: rewrites each training update before it is
+	 * sent (the daemon never sets it) */
+	agent_update_hook update_hook;
+	void *update_hook_ctx;
 };
+
+void agent_set_update_hook(struct agent *a, agent_update_hook fn, void *ctx)
+{
+	a->update_hook = fn;
+	a->update_hook_ctx = ctx;
+}
 
 static void try_pending(struct agent *a, bool force);
 static void calibrate(struct agent *a);
@@ -793,6 +803,8 @@ static void do_train_round(struct agent *a)
 	u.loss = loss;
 	u.n_params = P;
 	u.delta = delta; /* borrowed */
+	if (a->update_hook)
+		a->update_hook(a->update_hook_ctx, &u);
 	r = compress_and_send(a, &u);
 	if (r == 0)
 		fv_log(FV_LOG_INFO,

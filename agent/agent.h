@@ -152,5 +152,11 @@ int agent_seen_format(char *buf, size_t len, uint64_t epoch, uint64_t version);
 /* Parse the file's text (len bytes, need not be NUL-terminated): 0 with
  * *ret_epoch and *ret_version set, or -EBADMSG (they are untouched). */
 int agent_seen_parse(const char *text, size_t len, uint64_t *ret_epoch, uint64_t *ret_version);
+/* Test tooling only (tools/adversary: a compromised agent). fn is called
+ * with each training update just before it is compressed and sent, and may
+ * rewrite it in place: u->delta (u->n_params floats, writable),
+ * u->n_samples, u->loss, u->hist. NULL removes the hook. */
+typedef void (*agent_update_hook)(void *ctx, struct fv_update *u);
+void agent_set_update_hook(struct agent *a, agent_update_hook fn, void *ctx);
 
 #endif

@@ -22,11 +22,17 @@
 
 #define PROG "fedvigil-sim"
 
-static volatile sig_atomic_t stop_signal;
+static volatile sig_atomic_t stop_signal, resume_signal;
 
 static void on_signal(int sig)
 {
 	stop_signal = sig;
+}
+
+static void on_resume(int sig)
+{
+	(void)sig;
+	resume_signal = 1;
 }
 
 /* Command-line options, defaults as documented. */
@@ -39,6 +45,7 @@ struct opts {
 	double speed;             /* simulated seconds per real second, 0 = max */
 	double duration_s;        /* simulated run length */
 	double normal_s;          /* leading fault-free time */
+	double pause_s;           /* pause after this simulated time until SIGUSR1, 0 = never */
 	int faults;               /* faults per machine */
 	uint64_t seed;            /* RNG seed */
 	const char *truth;        /* truth CSV path or NULL */
@@ -80,6 +87,8 @@ static void usage(FILE *f)
 		"                           cavitation, drift, stuck, spike (default all)\n"
 		"  -s, --seed N             RNG seed (default 1)\n"
 		"  -t, --truth FILE         write the injected faults as CSV to FILE\n"
+		"      --pause-at S         after S simulated seconds, wait (publishing\n"
+		"                           nothing) until SIGUSR1, then go on\n"
 		"      --start ISO          simulated time of the first sample\n"
 		"                           (default 2026-01-01T00:00:00Z)\n"
 		"      --qos N              publish QoS 0, 1 or 2 (default 1)\n"
@@ -112,6 +121,7 @@ enum {
 	OPT_CONNECT_TIMEOUT,
 	OPT_METRICS,
 	OPT_SPARKPLUG,
+	OPT_PAUSE,
 };
 
 /* Returns 0, or an exit code (2 usage, -1 = exit 0 after --help/--version). */
@@ -135,6 +145,7 @@ static int parse_args(int argc, char **argv, struct opts *o)
 		{ "quiet", no_argument, NULL, 'q' },
 		{ "metrics-listen", required_argument, NULL, OPT_METRICS },
 		{ "sparkplug", optional_argument, NULL, OPT_SPARKPLUG },
+		{ "pause-at", required_argument, NULL, OPT_PAUSE },
 		FV_CLI_MQTT_LONGOPTS,
 		{ "help", no_argument, NULL, 'h' },
 		{ "version", no_argument, NULL, 'V' },
@@ -181,6 +192,10 @@ static int parse_args(int argc, char **argv, struct opts *o)
 			break;
 		case OPT_NORMAL:
 			if (fv_cli_parse_num("--normal", optarg, 0, 1e10, &o->normal_s) < 0)
+				return 2;
+			break;
+		case OPT_PAUSE:
+			if (fv_cli_parse_num("--pause-at", optarg, 0, 1e10, &o->pause_s) < 0)
 				return 2;
 			break;
 		case 'f':
@@ -271,6 +286,9 @@ static int parse_args(int argc, char **argv, struct opts *o)
 	if (o->duration_s * 1000 < (double)o->period_ms)
 		return fv_cli_usage_error("--duration: %g s is shorter than one sample (--period-ms %lld)",
 				   o->duration_s, (long long)o->period_ms);
+	if (o->pause_s >= o->duration_s)
+		return fv_cli_usage_error("--pause-at: %g s is not inside --duration %g s",
+				   o->pause_s, o->duration_s);
 	if (o->faults > 0 && o->normal_s >= o->duration_s)
 		return fv_cli_usage_error("--normal: %g s leaves no time for faults in --duration %g s "
 				   "(use --faults 0 for a fault-free run)", o->normal_s, o->duration_s);
@@ -338,6 +356,30 @@ static int write_truth(const struct sim_plant *p, const char *path, int64_t limi
 	return r;
 }
 
+/* --pause-at: wait until the broker has acknowledged everything sent so
+ * far, say so on stdout (tests wait for the line), then publish nothing
+ * until SIGUSR1 (or a stop signal). */
+static void pause_here(struct fv_mqtt *mq, int64_t k, int64_t ts, struct fv_httpd *httpd)
+{
+	char when[40];
+
+	while (fv_mqtt_pending(mq) > 0 && !stop_signal) {
+		fv_cli_drain(mq);
+		fv_cli_sleep_ms(10);
+	}
+	printf("sim: paused at %s after %lld samples per machine (SIGUSR1 resumes)\n",
+	       fv_iso8601(ts, when, sizeof(when)), (long long)k);
+	while (!resume_signal && !stop_signal) {
+		struct timespec t;
+
+		fv_cli_drain(mq);
+		clock_gettime(CLOCK_MONOTONIC, &t);
+		wait_until(&t, 20 * 1000000LL, httpd);
+	}
+	if (!stop_signal)
+		printf("sim: resumed\n");
+}
+
 int main(int argc, char **argv)
 {
 	fv_cli_init(PROG);
@@ -369,7 +411,7 @@ int main(int argc, char **argv)
 	uint8_t *will = NULL;
 	size_t will_len = 0;
 	uint64_t messages = 0, samples = 0;
-	int64_t k = 0;
+	int64_t k = 0, k_rel, t0_k = 0, pause_k;
 	int rc = 0, r;
 
 	fv_log_setup(FV_LOG_INFO, "sim");
@@ -379,6 +421,7 @@ int main(int argc, char **argv)
 		return r < 0 ? 0 : r;
 	if (o.quiet)
 		fv_log_setup(FV_LOG_WARNING, "sim");
+	pause_k = (int64_t)ceil(o.pause_s * 1000 / (double)o.period_ms);
 
 	cfg = (struct sim_config){
 		.machines = o.machines,
@@ -401,6 +444,8 @@ int main(int argc, char **argv)
 	sigemptyset(&sa.sa_mask);
 	sigaction(SIGINT, &sa, NULL);
 	sigaction(SIGTERM, &sa, NULL);
+	sa.sa_handler = on_resume;
+	sigaction(SIGUSR1, &sa, NULL);
 
 	snprintf(client_id, sizeof(client_id), "fedvigil-sim-%ld", (long)getpid());
 	mo.uri = o.broker;
@@ -467,8 +512,16 @@ int main(int argc, char **argv)
 	for (k = 0; k < cfg.n_samples && !stop_signal; k++) {
 		int64_t ts = o.start_ms + k * o.period_ms;
 
+		if (o.pause_s > 0 && k == pause_k) {
+			pause_here(mq, k, ts, httpd);
+			/* Pace the rest as if the pause had not happened. */
+			clock_gettime(CLOCK_MONOTONIC, &t0);
+			t0_k = k;
+		}
+		k_rel = k - t0_k;
 		if (o.speed > 0)
-			wait_until(&t0, (int64_t)((double)k * (double)o.period_ms * 1e6 / o.speed), httpd);
+			wait_until(&t0, (int64_t)((double)k_rel * (double)o.period_ms * 1e6 / o.speed),
+				   httpd);
 		prog.k = k;
 		if (stop_signal)
 			break;
