@@ -535,9 +535,9 @@ int fv_agg_round(struct fv_agg *a, const float *params, const struct fv_agg_upda
 		a->w[i] = is_mean(c->algo) && !c->dp ? (double)u->n_samples : 1.0;
 		wsum += a->w[i];
 		/* One pass without early exits (it vectorises); the norm only
-		 * when clipping needs it: a close of thousands of updates
-		 * reads every delta here once. */
-		if (c->clip_norm > 0.0) {
+		 * when clipping needs it (clip_norm, or clip_ratio without DP):
+		 * a close of thousands of updates reads every delta here once. */
+		if (c->clip_norm > 0.0 || (c->clip_ratio > 0.0 && !c->dp)) {
 			for (size_t j = 0; j < a->n; j++)
 				nrm += (double)u->delta[j] * (double)u->delta[j];
 			if (!isfinite(nrm))
