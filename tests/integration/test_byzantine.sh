@@ -55,7 +55,7 @@ seed=${FV_BYZ_SEED:-3}
 rounds=${FV_BYZ_ROUNDS:-10}
 margin=0.05      # median, trimmed mean, multi-Krum vs clean: F1 at most this much lower
 margin_clip=0.12 # FedAvg + clip_ratio 2 + sample_cap 1 (a flipped direction is not clipped away)
-margin_krum=0.12 # Krum (follows one agent per round: 0.05 below clean unattacked)
+margin_krum=0.12 # Krum (follows one agent per round: 0.05 below clean, unattacked)
 drop=0.3         # FedAvg with its defaults vs clean: F1 more than this much lower
 pause=${FV_BYZ_PAUSE:-400}      # normal phase: simulated seconds before the rounds
 duration=${FV_BYZ_DURATION:-900} # then the faulty phase until here
@@ -335,10 +335,10 @@ done
 [ -n "${F1[clean]:-}" ] || fv_fail "the assertions need the clean fleet"
 clean=${F1[clean]}
 awk -v c="$clean" 'BEGIN { exit !(c >= 0.4) }' ||
-	fv_fail "the clean fleet's F1 $clean is too low to compare against (measured 0.490)"
-# Floors from the measured table (docs/reliability.md, flip:10: clean 0.490,
-# fedavg 0.000 with a loss of 67 against 0.021, median 0.545, trimmed mean
-# 0.542, multi-Krum 0.577, FedAvg + clip_ratio 2 0.400, Krum 0.445).
+	fv_fail "the clean fleet's F1 $clean is too low to compare against (measured 0.734)"
+# Floors from the measured table (docs/reliability.md, flip:10: clean 0.734,
+# fedavg 0.000 with a loss of 67 against 0.021, median 0.698, trimmed mean
+# 0.693, multi-Krum 0.791, FedAvg + clip_ratio 2 0.682, Krum 0.715).
 for spec in "${fleets[@]}"; do
 	IFS='|' read -r name agg attacked <<<"$spec"
 	f1=${F1[$name]}
