@@ -19,7 +19,7 @@ fv_tmpdir
 # Writes to a peer that already answered and closed (the 431 case) must
 # fail, not kill the script.
 trap "" PIPE
-trap 'rc=$?; [ $rc -ne 0 ] && [ $rc -ne 77 ] && { fleet_dump_logs; for f in "$FV_TMP"/*.notify; do echo "-- $f"; grep -v WATCHDOG "$f" | tail -5; done; }; fv_cleanup; exit $rc' EXIT
+trap 'rc=$?; set +e; [ $rc -ne 0 ] && [ $rc -ne 77 ] && { fleet_dump_logs; for f in "$FV_TMP"/*.notify; do echo "-- $f"; grep -v WATCHDOG "$f" | tail -5; done; }; fv_cleanup; exit $rc' EXIT
 LISTEN=$FV_BINARY_DIR/tests/fv-notify-listen
 [ -x "$LISTEN" ] || fv_skip "$LISTEN not built"
 chans=(vibration temperature pressure flow current)

@@ -17,7 +17,7 @@ set -euo pipefail
 source "$FV_SOURCE_DIR/tests/integration/lib.sh"
 source "$FV_SOURCE_DIR/tests/integration/fleet.sh"
 fv_tmpdir
-trap 'rc=$?; [ $rc -ne 0 ] && [ $rc -ne 77 ] && fleet_dump_logs; fv_cleanup; exit $rc' EXIT
+trap 'rc=$?; set +e; [ $rc -ne 0 ] && [ $rc -ne 77 ] && fleet_dump_logs; fv_cleanup; exit $rc' EXIT
 A=$FV_BIN/fedvigil-agent
 chans=(vibration temperature pressure flow current)
 

@@ -20,7 +20,7 @@
 set -euo pipefail
 source "$FV_SOURCE_DIR/tests/integration/lib.sh"
 fv_tmpdir
-trap 'rc=$?; cleanup_chroot; [ $rc -ne 0 ] && [ $rc -ne 77 ] && dump; fv_cleanup; exit $rc' EXIT
+trap 'rc=$?; set +e; cleanup_chroot; [ $rc -ne 0 ] && [ $rc -ne 77 ] && dump; fv_cleanup; exit $rc' EXIT
 t0=$SECONDS
 tstep() { echo "  [$((SECONDS - t0)) s] $*"; }
 
