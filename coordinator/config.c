@@ -154,7 +154,7 @@ const struct fv_cfg_key coord_cfg_keys[] = {
 	K_BOOL("threshold", "calibrate", calibrate, "true",
 	       "agents divide each input column's error by its mean on their own normal "
 	       "windows (one threshold then fits machines whose normal differs)"),
-	K_DBL("threshold", "smooth", smooth, "1.0", 0.01, 1.0,
+	K_DBL("threshold", "smooth", smooth, "0.5", 0.01, 1.0,
 	      "EWMA weight of the newest window's score (causal smoothing); 1 = none"),
 
 	K_ENUM("compression", "encoding", comp_encoding, "fp32", enc_names,
