@@ -4,6 +4,7 @@
 #include <inttypes.h>
 #include <math.h>
 #include <poll.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -120,6 +121,22 @@ void agent_set_update_hook(struct agent *a, agent_update_hook fn, void *ctx)
 }
 
 static void try_pending(struct agent *a, bool force);
+
+/* Test hook (tests/integration/test_agent_crash.sh): FV_TEST_CRASH=
+ * "training@R" or "publishing@R" makes the agent SIGKILL itself as it
+ * starts training for round R, or once its update for round R is handed to
+ * the MQTT client (maybe not yet on the wire). Never set outside tests. */
+static void crash_at(const char *point, uint64_t round)
+{
+	const char *want = getenv("FV_TEST_CRASH");
+	char here[64];
+
+	snprintf(here, sizeof(here), "%s@%" PRIu64, point, round);
+	if (want && strcmp(want, here) == 0) {
+		fv_log(FV_LOG_WARNING, "FV_TEST_CRASH: killing myself at %s", here);
+		raise(SIGKILL);
+	}
+}
 static void calibrate(struct agent *a);
 
 /* ---- vector buffer ---- */
@@ -548,6 +565,7 @@ static int send_update(struct agent *a, struct fv_update *u, float *ret_sent)
 	}
 	fv_topic_update(topic, a->cfg.fleet, u->h.round, a->cfg.id);
 	r = fv_mqtt_publish(a->mq, topic, buf, len, 1, false);
+	crash_at("publishing", u->h.round);
 	if (r < 0) {
 		fv_log(FV_LOG_WARNING, "round %" PRIu64 ": update not queued: %s (will resend on "
 		       "re-announce)", u->h.round, fv_strerror(r));
@@ -794,6 +812,7 @@ static void do_train_round(struct agent *a)
 		fv_log(FV_LOG_ERR, "round %" PRIu64 ": out of memory for training", a->ann.h.round);
 		goto out;
 	}
+	crash_at("training", a->ann.h.round);
 	r = fv_local_train(&a->gm.spec, a->gm.params, P, x, N, &lo, delta, &loss);
 	if (r < 0) {
 		fv_log(FV_LOG_ERR, "round %" PRIu64 ": local training failed: %s", a->ann.h.round,

@@ -95,7 +95,8 @@ setup() {
 start_agents() {
 	local f=$1 d=$FV_TMP/$1 a m=()
 	for a in "${AGENTS[@]}"; do
-		"$BIN/fedvigil-agent" -c "$d/$a.ini" >> "$d/$a.log" 2>&1 &
+		# $d/<agent>.env: extra environment (FV_TEST_CRASH=...)
+		env $(cat "$d/$a.env" 2>/dev/null) "$BIN/fedvigil-agent" -c "$d/$a.ini" >> "$d/$a.log" 2>&1 &
 		fv_track "$!"
 		echo "$!" > "$d/$a.pid"
 		m+=(--machine "$a=$FV_TMP/$a.csv")
