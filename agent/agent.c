@@ -1236,6 +1236,7 @@ struct agent *agent_new(const struct agent_config *c)
 	snprintf(client_id, sizeof(client_id), "fedvigil-agent-%s-%s", c->fleet, c->id);
 	o.uri = c->broker;
 	o.client_id = client_id;
+	o.keepalive_s = (int)c->keepalive_s;
 	o.username = c->username[0] ? c->username : NULL;
 	o.password = c->password[0] ? c->password : NULL;
 	fv_mqtt_tls_apply(&a->cfg.tls, &o);

@@ -43,6 +43,7 @@ struct agent_config {
 	char username[64];          /* broker user, "" = none */
 	char password[128];         /* broker password, "" = none */
 	char password_file[512];    /* file holding the password, "" = none */
+	long long keepalive_s;      /* MQTT keepalive: a silent link is dead after 1.5x */
 	int log_level;              /* index into log level names */
 	long long max_model_kb;     /* refuse models needing more memory */
 	long long max_batch;        /* largest local mini-batch */

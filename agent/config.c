@@ -32,6 +32,9 @@ const struct fv_cfg_key agent_cfg_keys[] = {
 	   "broker password (prefer password_file: this file is then a secret too)"),
 	K("agent", "password_file", FV_CFG_STR, "", 0, 0, NULL, password_file,
 	  "file holding the broker password (first line; mode 0600); instead of password"),
+	K("agent", "keepalive_s", FV_CFG_INT, "30", 2, 3600, NULL, keepalive_s,
+	  "MQTT keepalive: a link silent for 1.5x this is declared dead (both ends), the "
+	  "broker publishes our will, and we reconnect"),
 	K("agent", "log_level", FV_CFG_ENUM, "info", 0, 0, log_levels, log_level,
 	  "err|warning|notice|info|debug"),
 	K("agent", "max_model_kb", FV_CFG_INT, "65536", 16, 4194304, NULL, max_model_kb,

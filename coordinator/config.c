@@ -58,6 +58,9 @@ const struct fv_cfg_key coord_cfg_keys[] = {
 		 "MQTT password (empty: none; prefer password_file)"),
 	K_STR("coordinator", "password_file", password_file, "",
 	      "file holding the MQTT password (first line; mode 0600); instead of password"),
+	K_INT("coordinator", "keepalive_s", keepalive_s, "30", 2, 3600,
+	      "MQTT keepalive: a link silent for 1.5x this is declared dead (both ends), the "
+	      "broker publishes our will, and we reconnect"),
 	K_STR("coordinator", "state_dir", state_dir, "/var/lib/fedvigil",
 	      "directory of coordinator.state (created if missing)"),
 	K_ENUM("coordinator", "log_level", log_level, "info", level_names,

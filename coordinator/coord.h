@@ -32,6 +32,7 @@ struct coord_config {
 	char username[128];          /* "" = none */
 	char password[128];          /* "" = none */
 	char password_file[512];     /* file holding the password, "" = none */
+	long long keepalive_s;       /* MQTT keepalive: a silent link is dead after 1.5x */
 	char state_dir[512];         /* directory of coordinator.state */
 	int log_level;               /* index into "err|warning|notice|info|debug" */
 	/* [model] */

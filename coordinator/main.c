@@ -367,6 +367,7 @@ static int run(struct coord_config *cfg, const struct args *a)
 	/* Unique per fleet: two fleets may share a broker. */
 	snprintf(client_id, sizeof(client_id), "fedvigil-coord-%s-%s", cfg->fleet, cfg->id);
 	mo.client_id = client_id;
+	mo.keepalive_s = (int)cfg->keepalive_s;
 	mo.username = cfg->username[0] ? cfg->username : NULL;
 	mo.password = cfg->password[0] ? cfg->password : NULL;
 	fv_mqtt_tls_apply(&cfg->tls, &mo);

@@ -48,7 +48,7 @@ log_dest stderr
 EOF
 fv_broker_start_conf "$FV_TMP/broker.conf" "$port"
 FV_BROKER_URI="tcp://127.0.0.1:$port"
-trap 'rc=$?; [ $rc -ne 0 ] && [ $rc -ne 77 ] && byz_dump; fv_cleanup; exit $rc' EXIT
+trap 'rc=$?; set +e; [ $rc -ne 0 ] && [ $rc -ne 77 ] && byz_dump; fv_cleanup; exit $rc' EXIT
 
 attack=${FV_BYZ_ATTACK:-flip:10}
 seed=${FV_BYZ_SEED:-3}

@@ -15,7 +15,7 @@ source "$FV_SOURCE_DIR/tests/integration/lib.sh"
 source "$FV_SOURCE_DIR/tests/integration/fleet.sh"
 fv_tmpdir
 fv_broker_start
-trap 'rc=$?; [ $rc -ne 0 ] && [ $rc -ne 77 ] && fleet_dump_logs; fv_cleanup; exit $rc' EXIT
+trap 'rc=$?; set +e; [ $rc -ne 0 ] && [ $rc -ne 77 ] && fleet_dump_logs; fv_cleanup; exit $rc' EXIT
 
 rounds=3
 pause=300
