@@ -376,6 +376,9 @@ static int run(struct coord_config *cfg, const struct args *a)
 	mo.will_len = strlen(offline);
 	mo.will_qos = 1;
 	mo.will_retain = true;
+	/* Room for one round's updates of a full selection plus every agent's
+	 * retained state after a reconnect; overflow shows in mqtt_dropped. */
+	mo.queue_max = FV_MAX_SELECTED + COORD_MAX_AGENTS;
 	m = fv_mqtt_new(&mo);
 	if (!m)
 		return COORD_EXIT_FAIL;
