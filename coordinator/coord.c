@@ -113,6 +113,9 @@ struct coord {
 	uint32_t late_applied;          /* late updates in the last aggregation */
 	uint64_t abandoned;             /* rounds abandoned since start */
 	uint64_t persist_failures;      /* state writes failed in a row */
+	uint64_t missed_total;          /* since start: selected without update */
+	uint64_t late_applied_total;    /* since start: late updates aggregated */
+	uint64_t late_dropped_total;    /* since start: late updates dropped */
 };
 
 /* ---- publishing ---- */
@@ -1096,6 +1099,7 @@ static void note_missing(struct coord *co, uint64_t r, enum fv_round_kind kind)
 		n = 0;
 	}
 	co->missed = (uint32_t)n;
+	co->missed_total += (uint32_t)n;
 	if (n == 0)
 		return;
 	list[0] = '\0';
@@ -1136,6 +1140,8 @@ static void close_round(struct coord *co, int64_t now)
 			       "they wait for the next close", closed);
 		co->late_applied = applied;
 		co->late_dropped += dropped;
+		co->late_applied_total += applied;
+		co->late_dropped_total += dropped;
 	}
 	qsort(co->upd, co->n_upd, sizeof(*co->upd), cmp_update);
 	r = kind == FV_ROUND_STATS ? close_stats(co) : close_train(co);
@@ -1341,6 +1347,7 @@ static void handle_late(struct coord *co, uint64_t round, const char *agent,
 		why = "too many held";
 	if (why) {
 		co->late_dropped++;
+		co->late_dropped_total++;
 		fv_log(FV_LOG_INFO,
 		       "late update from %s for round %" PRIu64 " (%" PRIu64 " versions behind) "
 		       "dropped: %s",
@@ -1580,6 +1587,9 @@ void coord_get_info(const struct coord *co, struct coord_info *ret)
 	ret->missed = co->missed;
 	ret->late_applied = co->late_applied;
 	ret->abandoned = co->abandoned;
+	ret->missed_total = co->missed_total;
+	ret->late_applied_total = co->late_applied_total;
+	ret->late_dropped_total = co->late_dropped_total;
 }
 
 const char *coord_will_topic(const struct coord *co)

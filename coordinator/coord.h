@@ -191,6 +191,9 @@ struct coord_info {
 	uint32_t missed;                /* selected agents without update, last close */
 	uint32_t late_applied;          /* late updates aggregated, last close */
 	uint64_t abandoned;             /* rounds abandoned since start */
+	uint64_t missed_total;          /* selected agents without update, since start */
+	uint64_t late_applied_total;    /* late updates aggregated, since start */
+	uint64_t late_dropped_total;    /* late updates dropped, since start */
 };
 void coord_get_info(const struct coord *co, struct coord_info *ret);
 

@@ -59,6 +59,19 @@ void coord_render_prom(struct fv_prom *p, void *userdata)
 		fv_prom_sample(p, "fedvigil_coordinator_updates_rejected_total", labels,
 			       (double)in.rejected_total[i]);
 	}
+	fv_prom_metric(p, "fedvigil_coordinator_round_deadline_ms", "gauge",
+		       "Deadline of the open round in ms (adaptive with round.deadline_k).",
+		       (double)in.deadline_ms);
+	fv_prom_metric(p, "fedvigil_coordinator_missed_total", "counter",
+		       "Selected agents without an update when their round closed, since start.",
+		       (double)in.missed_total);
+	fv_prom_metric(p, "fedvigil_coordinator_late_applied_total", "counter",
+		       "Late updates aggregated with a staleness weight, since start.",
+		       (double)in.late_applied_total);
+	fv_prom_metric(p, "fedvigil_coordinator_late_dropped_total", "counter",
+		       "Late updates dropped, since start.", (double)in.late_dropped_total);
+	fv_prom_metric(p, "fedvigil_coordinator_rounds_abandoned_total", "counter",
+		       "Rounds abandoned without quorum, since start.", (double)in.abandoned);
 	fv_prom_metric(p, "fedvigil_coordinator_update_received_bytes_total", "counter",
 		       "Payload bytes of update messages received.", (double)in.update_bytes_total);
 	fv_prom_metric(p, "fedvigil_coordinator_model_version", "gauge",

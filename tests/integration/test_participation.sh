@@ -37,7 +37,8 @@ fleet_write_coordinator 0 2 5 \
 	"[round]" "epochs = 1" "min_samples = 100" "quorum = 0.6" "deadline_ms = 4000" \
 	"deadline_k = 3" "deadline_min_ms = 1200" "max_extensions = 1" "no_quorum = abandon" \
 	"exclude_missed = 6" "late = stale" "staleness_max = 8" \
-	"[compression]" "encoding = int8" "topk = 0.1" "error_feedback = true" "model = fp16"
+	"[compression]" "encoding = int8" "topk = 0.1" "error_feedback = true" "model = fp16" \
+	"[metrics]" "listen = $(fv_free_port)"
 agents=(pump-1 compressor-2 motor-3 pump-4)
 for m in "${agents[@]}"; do fleet_write_agent "$m" plant 1000 "${chans[@]}"; done
 fleet_sub metrics "fedvigil/v1/$FV_FLEET/coord/metrics"
@@ -125,6 +126,15 @@ l0=$(json_field loss "$firstl"); l1=$(json_field loss "$lastl")
 ub0=$(json_field update_bytes "$firstl"); na0=$(json_field agents "$firstl")
 echo "model: $np parameters, fp32 update $fp32 B, top-k int8 update $((ub0 / na0)) B; loss $l0 -> $l1"
 awk -v a="$l0" -v b="$l1" 'BEGIN { exit !(b < a) }' || fv_fail "loss did not fall: $l0 -> $l1"
+# The same counts on the coordinator's Prometheus page (plain HTTP through
+# bash's /dev/tcp).
+mport=$(sed -n 's/^listen = //p' "$FV_TMP/coordinator.ini")
+page=$(exec 3<>"/dev/tcp/127.0.0.1/$mport" && printf 'GET /metrics HTTP/1.1\r\nHost: l\r\n\r\n' >&3 &&
+	timeout 5 cat <&3) || fv_fail "no metrics page on port $mport"
+for m in missed_total late_applied_total rounds_abandoned_total; do
+	v=$(awk -v n="fedvigil_coordinator_$m" '$1 == n { print $2 }' <<<"$page")
+	awk -v v="${v:-0}" 'BEGIN { exit !(v >= 1) }' || fv_fail "fedvigil_coordinator_$m is '$v'"
+done
 grep -q "rejected: " "$C" && grep "rejected: " "$C" | grep -v "stale\|not selected\|duplicate" | grep -q . &&
 	fv_fail "updates rejected for another reason than stale, unselected or duplicate (a resend after a re-announcement): $(grep 'rejected: ' "$C" | grep -v 'stale\|not selected\|duplicate' | head -3)"
 echo "PASS"
