@@ -697,8 +697,9 @@ static int compress_and_send(struct agent *a, struct fv_update *u)
 
 	u->enc = c->enc;
 	u->topk = c->topk;
+	/* One int8 scale, and one top-k share, per layer's W and b. */
 	u->n_seg = 0;
-	if (c->enc == FV_ENC_INT8 || c->enc == FV_ENC_TOPK_INT8)
+	if (c->enc != FV_ENC_FP32 && c->enc != FV_ENC_FP16)
 		u->n_seg = fv_compress_segments(&a->gm.spec, u->seg, FV_WIRE_MAX_SEG);
 	if (!c->error_feedback) {
 		/* A residual from earlier rounds is meaningless without it. */

@@ -430,6 +430,10 @@ int fv_update_encode_sent(const struct fv_update *u, float *ret_sent, uint8_t **
 		m.indices.data = pk.indices;
 		m.indices.len = pk.indices_len;
 	}
+	if (pk.bitmap) {
+		m.index_bitmap.data = pk.bitmap;
+		m.index_bitmap.len = pk.bitmap_len;
+	}
 	if (u->n_params && fv_enc_sparse(u->enc))
 		m.n_params = (uint32_t)u->n_params;
 	if (pk.n_seg) {
@@ -577,6 +581,8 @@ int fv_update_decode(const void *buf, size_t len, const char *expect_fleet,
 			.values_len = m->delta.len,
 			.indices = m->indices.data,
 			.indices_len = m->indices.len,
+			.bitmap = m->index_bitmap.data,
+			.bitmap_len = m->index_bitmap.len,
 			.scales = m->scales,
 			.n_scales = m->n_scales,
 			.segments = m->segments,

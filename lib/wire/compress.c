@@ -224,7 +224,27 @@ static long topk_select(const float *x, size_t n, size_t k, uint32_t *ret_idx)
 	return (long)m;
 }
 
+/* Entries top-k keeps of len: max(1, round(topk * len)), at most len.
+ * Rounded, not ceil'ed: 0.1f is 0.10000000149, and 5000 of it keep 500. */
+static size_t topk_count(float topk, size_t len)
+{
+	double want = floor((double)topk * (double)len + 0.5);
+
+	return want < 1.0 ? 1 : FV_MIN((size_t)want, len);
+}
+
 /* ---- varints ---- */
+
+static size_t varint_len(uint32_t v)
+{
+	size_t n = 1;
+
+	while (v >= 0x80) {
+		v >>= 7;
+		n++;
+	}
+	return n;
+}
 
 static size_t put_varint(uint8_t *p, uint32_t v)
 {
@@ -267,6 +287,7 @@ void wire_packed_free(struct wire_packed *p)
 		return;
 	free(p->values);
 	free(p->indices);
+	free(p->bitmap);
 	memset(p, 0, sizeof(*p));
 }
 
@@ -371,7 +392,7 @@ int wire_pack_delta(const float *x, size_t n, enum fv_enc enc, float topk, uint3
 	for (size_t i = 0; i < n; i++)
 		if (!isfinite(x[i]))
 			return -ERANGE;
-	if (enc_int8(enc)) {
+	{
 		uint64_t sum = 0;
 
 		for (uint32_t i = 0; i < n_seg; i++) {
@@ -381,6 +402,8 @@ int wire_pack_delta(const float *x, size_t n, enum fv_enc enc, float topk, uint3
 		}
 		if (n_seg && sum != n)
 			return -EINVAL;
+	}
+	if (enc_int8(enc)) {
 		p.n_seg = n_seg ? n_seg : 1;
 		if (n_seg)
 			memcpy(p.seg, seg, n_seg * sizeof(*seg));
@@ -394,26 +417,45 @@ int wire_pack_delta(const float *x, size_t n, enum fv_enc enc, float topk, uint3
 		return 0;
 	}
 	if (fv_enc_sparse(enc)) {
-		/* Rounded, not ceil'ed: 0.1f is 0.10000000149, and 5000 of it
-		 * should keep 500. */
-		double want = floor((double)topk * (double)n + 0.5);
-		size_t k = want < 1.0 ? 1 : (size_t)want;
+		size_t gaps = 0, off = 0;
 		long m;
 
-		idx = malloc(FV_MIN(k, n) * sizeof(*idx));
+		idx = malloc(n * sizeof(*idx));
 		if (!idx)
 			goto fail;
-		m = topk_select(x, n, k, idx);
-		if (m < 0)
-			goto fail;
-		nnz = (size_t)m;
-		/* At most 5 bytes per index. */
-		p.indices = malloc(nnz * 5 + 1);
-		if (!p.indices)
-			goto fail;
+		/* With segments, each one (a layer's W, its b) keeps its own
+		 * share, so that no tensor starves: a global cut would hardly
+		 * ever pick a bias. */
+		nnz = 0;
+		for (uint32_t t = 0; t < (n_seg ? n_seg : 1); t++) {
+			size_t len = n_seg ? seg[t] : n;
+
+			m = topk_select(x + off, len, topk_count(topk, len), idx + nnz);
+			if (m < 0)
+				goto fail;
+			for (long j = 0; j < m; j++)
+				idx[nnz + (size_t)j] += (uint32_t)off;
+			nnz += (size_t)m;
+			off += len;
+		}
 		for (size_t i = 0; i < nnz; i++)
-			p.indices_len += put_varint(p.indices + p.indices_len,
-						    i ? idx[i] - idx[i - 1] : idx[0]);
+			gaps += varint_len(i ? idx[i] - idx[i - 1] : idx[0]);
+		if (gaps > (n + 7) / 8) {
+			/* Dense enough that one bit per parameter is smaller. */
+			p.bitmap_len = (n + 7) / 8;
+			p.bitmap = calloc(p.bitmap_len, 1);
+			if (!p.bitmap)
+				goto fail;
+			for (size_t i = 0; i < nnz; i++)
+				p.bitmap[idx[i] / 8] |= (uint8_t)(1u << (idx[i] % 8));
+		} else {
+			p.indices = malloc(gaps + 1);
+			if (!p.indices)
+				goto fail;
+			for (size_t i = 0; i < nnz; i++)
+				p.indices_len += put_varint(p.indices + p.indices_len,
+							    i ? idx[i] - idx[i - 1] : idx[0]);
+		}
 	}
 	p.nnz = nnz;
 	p.values_len = nnz * enc_width(enc);
@@ -477,8 +519,10 @@ int wire_unpack_delta(const struct wire_side *in, float **ret_delta, size_t *ret
 		return -EDOM;
 	nnz = in->values_len / width;
 	/* Side data of another encoding is an error, not ignored. */
-	if (!fv_enc_sparse(enc) && in->indices_len)
+	if (!fv_enc_sparse(enc) && (in->indices_len || in->bitmap_len))
 		return -EILSEQ;
+	if (in->indices_len && in->bitmap_len)
+		return -EILSEQ; /* one index form or the other */
 	if (!enc_int8(enc) && (in->n_scales || in->n_segments))
 		return -EILSEQ;
 	if (fv_enc_sparse(enc)) {
@@ -536,7 +580,32 @@ int wire_unpack_delta(const struct wire_side *in, float **ret_delta, size_t *ret
 			if (in->values[j] == 0x80) /* -128: outside the symmetric range */
 				return -EILSEQ;
 	}
-	if (fv_enc_sparse(enc)) {
+	if (fv_enc_sparse(enc) && in->bitmap_len) {
+		size_t j = 0;
+
+		/* One bit per parameter, LSB first; none set beyond n. */
+		if (in->bitmap_len != (n + 7) / 8)
+			return -EILSEQ;
+		if (n % 8 && (in->bitmap[in->bitmap_len - 1] >> (n % 8)))
+			return -EILSEQ;
+		idx = malloc((nnz ? nnz : 1) * sizeof(*idx));
+		if (!idx)
+			return -ENOMEM;
+		r = -EILSEQ;
+		for (size_t b = 0; b < in->bitmap_len; b++) {
+			uint8_t v = in->bitmap[b];
+
+			for (unsigned bit = 0; v && bit < 8; bit++, v >>= 1) {
+				if (!(v & 1))
+					continue;
+				if (j == nnz)
+					goto fail; /* more bits than values */
+				idx[j++] = (uint32_t)(b * 8 + bit);
+			}
+		}
+		if (j != nnz)
+			goto fail; /* fewer bits than values */
+	} else if (fv_enc_sparse(enc)) {
 		/* No indices field: NULL, and NULL + 0 is undefined in C. */
 		const uint8_t *q = in->indices, *end = q ? q + in->indices_len : q;
 		uint64_t at = 0;

@@ -154,6 +154,8 @@ static const struct pb_rule update_rule[] = {
 	ONE(60, PB_VARINT),
 	{ .field = 61, .wire_types = PB_LEN | PB_VARINT, .max_count = FV_WIRE_MAX_SEG,
 	  .max_bytes = FV_WIRE_MAX_SEG * 5, .err = -EILSEQ },
+	{ .field = 62, .wire_types = PB_LEN, .max_count = 1,
+	  .max_bytes = (FV_NN_MAX_PARAMS + 7) / 8, .err = -EILSEQ },
 	SIGNATURE_RULE,
 	{ .field = 45, .wire_types = PB_LEN | PB_FIXED64, .max_count = FV_MAX_COLUMNS,
 	  .max_bytes = (size_t)FV_MAX_COLUMNS * 8, .err = -EDOM },

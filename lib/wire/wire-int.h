@@ -90,15 +90,18 @@ struct wire_packed {
 	size_t nnz;                    /* values sent (n for dense encodings) */
 	uint8_t *values;               /* nnz values, little-endian */
 	size_t values_len;             /* bytes */
-	uint8_t *indices;              /* TOPK_*: varint gaps, else NULL */
+	uint8_t *indices;              /* TOPK_*: varint gaps, or NULL */
 	size_t indices_len;            /* bytes */
+	uint8_t *bitmap;               /* TOPK_*: one bit per parameter instead,
+					* when that is smaller; or NULL */
+	size_t bitmap_len;             /* bytes: (n + 7) / 8 */
 	uint32_t n_seg;                /* INT8: scale segments (>= 1), else 0 */
 	uint32_t seg[FV_WIRE_MAX_SEG]; /* their lengths */
 	float scales[FV_WIRE_MAX_SEG]; /* their scales */
 };
 
-/* Compress x (n) as enc (topk for TOPK_*, segments for INT8: n_seg == 0 is
- * one segment). ret_sent (n, may be NULL) gets the dense reconstruction
+/* Compress x (n) as enc (topk for TOPK_*; segments: INT8 scales, and the
+ * units TOPK_* select in; n_seg == 0 is one segment). ret_sent (n, may be NULL) gets the dense reconstruction
  * the decoder will produce. 0, -EINVAL, -ERANGE (x not finite), -ENOMEM. */
 int wire_pack_delta(const float *x, size_t n, enum fv_enc enc, float topk, uint32_t n_seg,
 		    const uint32_t *seg, float *ret_sent, struct wire_packed *ret);
@@ -112,6 +115,8 @@ struct wire_side {
 	size_t values_len;
 	const uint8_t *indices;   /* indices bytes */
 	size_t indices_len;
+	const uint8_t *bitmap;    /* index_bitmap bytes */
+	size_t bitmap_len;
 	const float *scales;      /* scales */
 	size_t n_scales;
 	const uint32_t *segments; /* segment lengths */

@@ -312,6 +312,58 @@ static void test_topk_roundtrips(void **state)
 	free(x);
 }
 
+/* Per segment selection (each layer's W and b keeps its share) and the
+ * bitmap form of the indices, chosen when it is the smaller one. */
+static void test_topk_segments_bitmap(void **state)
+{
+	const size_t n = 1000;
+	float *x = malloc(n * sizeof(float));
+	uint32_t seg[2] = { 900, 100 };
+	struct fv_update u, d;
+	Fedvigil__V1__ModelUpdate *m;
+	uint8_t *buf;
+	size_t len, kept2 = 0;
+
+	(void)state;
+	assert_non_null(x);
+	for (size_t i = 0; i < n; i++)
+		x[i] = i < 900 ? 1.0f + (float)(i % 13) : 0.001f * (float)(1 + i % 7);
+	/* globally the second segment would get nothing; per segment 10 */
+	make_update(&u, x, n, FV_ENC_TOPK_FP32, 0.1f);
+	u.n_seg = 2;
+	memcpy(u.seg, seg, sizeof(seg));
+	len = roundtrip(&u, &d);
+	assert_int_equal(d.nnz, 100);
+	assert_int_equal(d.n_seg, 0); /* segments travel only with int8 */
+	for (size_t i = 900; i < n; i++)
+		kept2 += d.delta[i] != 0.0f;
+	assert_int_equal(kept2, 10);
+	fv_update_clear(&d);
+	/* 10%: varint gaps (~1 byte each) beat a 125-byte bitmap */
+	assert_int_equal(fv_update_encode(&u, &buf, &len), 0);
+	m = (void *)protobuf_c_message_unpack(&fedvigil__v1__model_update__descriptor, NULL, len, buf);
+	assert_non_null(m);
+	assert_true(m->indices.len > 0 && m->indices.len < 125);
+	assert_int_equal(m->index_bitmap.len, 0);
+	protobuf_c_message_free_unpacked(&m->base, NULL);
+	free(buf);
+	/* 40%: the bitmap is smaller */
+	make_update(&u, x, n, FV_ENC_TOPK_INT8, 0.4f);
+	u.n_seg = 2;
+	memcpy(u.seg, seg, sizeof(seg));
+	len = roundtrip(&u, &d);
+	assert_int_equal(d.nnz, 400);
+	fv_update_clear(&d);
+	assert_int_equal(fv_update_encode(&u, &buf, &len), 0);
+	m = (void *)protobuf_c_message_unpack(&fedvigil__v1__model_update__descriptor, NULL, len, buf);
+	assert_non_null(m);
+	assert_int_equal(m->indices.len, 0);
+	assert_int_equal(m->index_bitmap.len, 125);
+	protobuf_c_message_free_unpacked(&m->base, NULL);
+	free(buf);
+	free(x);
+}
+
 static void test_encode_refuses(void **state)
 {
 	float x[4] = { 1, 2, 3, 4 };
@@ -588,6 +640,64 @@ static void test_reject_topk(void **state)
 		expect_update(m, -ERANGE);
 		memcpy(m->delta.data + 10, keep, 2);
 	}
+	expect_update(m, 0);
+	protobuf_c_message_free_unpacked(&m->base, NULL);
+	free(buf);
+}
+
+static void test_reject_bitmap(void **state)
+{
+	float x[100];
+	Fedvigil__V1__ModelUpdate *m;
+	uint8_t *buf, keep[13], *saved;
+
+	(void)state;
+	for (int i = 0; i < 100; i++)
+		x[i] = (float)(i % 9) + 1.0f;
+	m = encoded(x, 100, FV_ENC_TOPK_FP16, 0.5f, 0, NULL, &buf);
+	assert_int_equal(m->index_bitmap.len, 13);
+	assert_int_equal(m->indices.len, 0);
+	expect_update(m, 0);
+	memcpy(keep, m->index_bitmap.data, 13);
+	/* a bit beyond n_params */
+	m->index_bitmap.data[12] |= 0x80;
+	expect_update(m, -EILSEQ);
+	memcpy(m->index_bitmap.data, keep, 13);
+	/* one bit more, one bit fewer than values */
+	for (int b = 0; b < 100; b++) {
+		if (!(keep[b / 8] & (1u << (b % 8)))) {
+			m->index_bitmap.data[b / 8] |= (uint8_t)(1u << (b % 8));
+			break;
+		}
+	}
+	expect_update(m, -EILSEQ);
+	memcpy(m->index_bitmap.data, keep, 13);
+	for (int b = 0; b < 100; b++) {
+		if (keep[b / 8] & (1u << (b % 8))) {
+			m->index_bitmap.data[b / 8] &= (uint8_t)~(1u << (b % 8));
+			break;
+		}
+	}
+	expect_update(m, -EILSEQ);
+	memcpy(m->index_bitmap.data, keep, 13);
+	/* the wrong length */
+	m->index_bitmap.len = 12;
+	expect_update(m, -EILSEQ);
+	m->index_bitmap.len = 13;
+	/* both index forms */
+	m->indices.data = (uint8_t *)"\x01";
+	m->indices.len = 1;
+	expect_update(m, -EILSEQ);
+	m->indices.data = NULL;
+	m->indices.len = 0;
+	/* a bitmap on a dense encoding */
+	m->encoding = FEDVIGIL__V1__DELTA_ENCODING__DELTA_ENCODING_FP16;
+	saved = m->delta.data;
+	m->n_params = 0;
+	expect_update(m, -EILSEQ);
+	m->delta.data = saved;
+	m->encoding = FEDVIGIL__V1__DELTA_ENCODING__DELTA_ENCODING_TOPK_FP16;
+	m->n_params = 100;
 	expect_update(m, 0);
 	protobuf_c_message_free_unpacked(&m->base, NULL);
 	free(buf);
@@ -996,11 +1106,13 @@ int main(void)
 		cmocka_unit_test(test_fp16),
 		cmocka_unit_test(test_dense_roundtrips),
 		cmocka_unit_test(test_topk_roundtrips),
+		cmocka_unit_test(test_topk_segments_bitmap),
 		cmocka_unit_test(test_encode_refuses),
 		cmocka_unit_test(test_error_feedback),
 		cmocka_unit_test(test_fp32_bulk),
 		cmocka_unit_test(test_encode_comp),
 		cmocka_unit_test(test_reject_topk),
+		cmocka_unit_test(test_reject_bitmap),
 		cmocka_unit_test(test_reject_int8),
 		cmocka_unit_test(test_reject_scan),
 		cmocka_unit_test(test_announce_compression),
