@@ -18,8 +18,9 @@ int fv_update_encode_comp(struct fv_update *u, const struct fv_compress *c,
 
 	u->enc = c->enc;
 	u->topk = c->topk;
+	/* One int8 scale, and one top-k share, per layer's W and b. */
 	u->n_seg = 0;
-	if (c->enc == FV_ENC_INT8 || c->enc == FV_ENC_TOPK_INT8)
+	if (c->enc != FV_ENC_FP32 && c->enc != FV_ENC_FP16)
 		u->n_seg = fv_compress_segments(spec, u->seg, FV_WIRE_MAX_SEG);
 	if (!c->error_feedback || !ef) {
 		/* A residual from earlier rounds is meaningless without it. */

@@ -972,6 +972,13 @@ static void test_encode_comp(void **state)
 		assert_int_equal(ef.n, 0);
 		assert_null(ef.resid);
 		free(buf);
+		/* top-k with float values keeps its share per layer too, as the
+		 * agent's compress_and_send() does */
+		c = (struct fv_compress){ .enc = FV_ENC_TOPK_FP16, .topk = 0.1f };
+		make_update(&u, delta, n, FV_ENC_FP32, 0);
+		assert_int_equal(fv_update_encode_comp(&u, &c, &spec, &ef, &buf, &len), 0);
+		assert_int_equal(u.n_seg, 8);
+		free(buf);
 	}
 	fv_ef_free(&ref);
 	free(delta);
