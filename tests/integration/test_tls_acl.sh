@@ -75,7 +75,13 @@ refused "unknown server CA" mosquitto_pub -h localhost -p "$PA" --cafile "$T/rog
 grep -q "not authorised" "$FV_TMP/mosquitto.log" || fv_fail "broker did not log the refused logins"
 
 # ---- a fleet over TLS ----
-fleet_sub() { pw spy mosquitto_sub -v -t "$2" >"$FV_TMP/$1.log" 2>/dev/null & fv_track "$!"; }
+# Not through pw(): a function in the background is a subshell, and $!
+# must be mosquitto_sub itself for fv_track to stop it.
+fleet_sub() {
+	mosquitto_sub -h localhost -p "$PA" --cafile "$T/ca.crt" -u spy -P "${PW[spy]}" \
+		-v -t "$2" >"$FV_TMP/$1.log" 2>/dev/null &
+	fv_track "$!"
+}
 fleet_sub spy "#"
 fleet_sub metrics "$F/coord/metrics"
 chans=(vibration temperature pressure flow current)
