@@ -609,26 +609,56 @@ static void do_stats_round(struct agent *a)
 		       u.h.round, u.n_samples);
 }
 
-/* Collect training windows (stride S, no bad or missing vectors inside,
- * consecutive ticks), prepared for the model (normalised, featured), into a
- * new (N, fv_scorer_input()) array; *ret_cont (new, N) marks the windows
- * that directly follow the previous one (same run of vectors). */
-static float *collect_windows(struct agent *a, size_t *ret_n, uint8_t **ret_cont)
+/* The buffer's training windows (stride S, no bad or missing vectors
+ * inside, consecutive ticks), as positions: each is built and prepared for
+ * the model (normalised, featured) when calibration or training asks for
+ * it (window_row()), so a round holds no copy of them all (4096 windows of
+ * 125 floats would be 2 MB, most of the agent's memory). */
+struct winset {
+	struct agent *a;
+	size_t n;
+	size_t *end;   /* (n) buffer index of each window's last vector */
+	uint8_t *cont; /* (n) the window directly follows the previous one */
+	float *raw;    /* (W, C) scratch */
+};
+
+static void winset_free(struct winset *ws)
+{
+	free(ws->end);
+	free(ws->cont);
+	free(ws->raw);
+	memset(ws, 0, sizeof(*ws));
+}
+
+/* fv_model_row_fn: window i, prepared, into dst (fv_scorer_input()). */
+static void window_row(void *ctx, size_t i, float *dst)
+{
+	const struct winset *ws = ctx;
+	const struct vecbuf *b = &ws->a->buf;
+	uint32_t C = b->C, W = ws->a->gm.window;
+
+	for (uint32_t w = 0; w < W; w++)
+		memcpy(ws->raw + (size_t)w * C, b->v + vecbuf_slot(b, ws->end[i] + 1 - W + w) * C,
+		       C * sizeof(float));
+	fv_scorer_prepare(ws->a->sc, ws->raw, dst);
+}
+
+static int collect_windows(struct agent *a, struct winset *ws)
 {
 	const struct vecbuf *b = &a->buf;
 	uint32_t C = b->C, W = a->gm.window, S = a->gm.stride;
 	int64_t period = a->cfg.period_ms;
-	size_t D = fv_scorer_input(a->sc), n = 0, max = b->len / S + 1, run = 0;
-	float *x = malloc(max * D * sizeof(float));
-	float *raw = malloc((size_t)W * C * sizeof(float));
-	uint8_t *cont = calloc(max, 1);
+	size_t max = b->len / S + 1, run = 0;
 	bool same_run = false;
 
-	if (!x || !raw || !cont) {
-		free(x);
-		free(raw);
-		free(cont);
-		return NULL;
+	memset(ws, 0, sizeof(*ws));
+	ws->a = a;
+	ws->end = malloc(max * sizeof(size_t));
+	ws->cont = calloc(max, 1);
+	ws->raw = malloc((size_t)W * C * sizeof(float));
+	if (!ws->end || !ws->cont || !ws->raw) {
+		winset_free(ws);
+		return -ENOMEM;
 	}
 	for (size_t i = 0; i < b->len; i++) {
 		size_t s = vecbuf_slot(b, i);
@@ -640,20 +670,14 @@ static float *collect_windows(struct agent *a, size_t *ret_n, uint8_t **ret_cont
 		if (b->bad[s])
 			continue;
 		run++;
-		if (run >= W && (run - W) % S == 0 && n < max) {
-			for (uint32_t w = 0; w < W; w++)
-				memcpy(raw + (size_t)w * C, b->v + vecbuf_slot(b, i + 1 - W + w) * C,
-				       C * sizeof(float));
-			fv_scorer_prepare(a->sc, raw, x + n * D);
-			cont[n] = same_run;
+		if (run >= W && (run - W) % S == 0 && ws->n < max) {
+			ws->end[ws->n] = i;
+			ws->cont[ws->n] = same_run;
 			same_run = true;
-			n++;
+			ws->n++;
 		}
 	}
-	free(raw);
-	*ret_n = n;
-	*ret_cont = cont;
-	return x;
+	return 0;
 }
 
 /* Calibrate the scorer on the buffer's normal windows (after a new model,
@@ -661,27 +685,24 @@ static float *collect_windows(struct agent *a, size_t *ret_n, uint8_t **ret_cont
  * starts from the fleet's calibration and refines its own). */
 static void calibrate(struct agent *a)
 {
-	uint8_t *cont = NULL;
-	size_t N = 0;
-	float *x = collect_windows(a, &N, &cont);
+	struct winset ws;
 	int r;
 
 	a->calib_len = a->buf.len;
-	if (!x) {
+	if (collect_windows(a, &ws) < 0) {
 		fv_log(FV_LOG_ERR, "model v%" PRIu64 ": out of memory collecting windows for "
 		       "calibration", a->gm.version);
 		return;
 	}
-	r = fv_scorer_calibrate(a->sc, x, cont, N, NULL, NULL);
+	r = fv_scorer_calibrate_rows(a->sc, window_row, &ws, ws.cont, ws.n, NULL, NULL);
 	if (r < 0)
 		fv_log(FV_LOG_ERR, "model v%" PRIu64 ": calibration failed: %s", a->gm.version,
 		       fv_strerror(r));
-	else if (N)
+	else if (ws.n)
 		fv_log(FV_LOG_INFO, "model v%" PRIu64 ": calibrated on %zu normal windows, "
-		       "threshold %.4g (%s)", a->gm.version, N, (double)fv_scorer_threshold(a->sc),
+		       "threshold %.4g (%s)", a->gm.version, ws.n, (double)fv_scorer_threshold(a->sc),
 		       fv_thr_mode_name((enum fv_thr_mode)a->cfg.thr_mode));
-	free(x);
-	free(cont);
+	winset_free(&ws);
 }
 
 /* Send a training update compressed as the announcement asks. With error
@@ -760,8 +781,8 @@ static void do_train_round(struct agent *a)
 	struct fv_local_opts lo = { .epochs = hp->epochs, .seed = hp->seed,
 				    .train = FV_TRAIN_DEFAULTS };
 	struct fv_update u;
-	float *x = NULL, *delta = NULL, loss = 0;
-	uint8_t *cont = NULL;
+	struct winset ws;
+	float *delta = NULL, loss = 0;
 	double *col_err = NULL;
 	size_t N = 0, P;
 	int64_t t0 = fv_now_mono_ms();
@@ -771,14 +792,13 @@ static void do_train_round(struct agent *a)
 		resync_model(a); /* wait for the base model */
 		return;
 	}
-	x = collect_windows(a, &N, &cont);
-	if (!x) {
+	if (collect_windows(a, &ws) < 0) {
 		fv_log(FV_LOG_ERR, "round %" PRIu64 ": out of memory collecting windows", a->ann.h.round);
 		return;
 	}
+	N = ws.n;
 	if (N < hp->min_windows || N == 0) {
-		free(x);
-		free(cont);
+		winset_free(&ws);
 		return; /* not enough normal windows yet */
 	}
 	memset(&u, 0, sizeof(u));
@@ -790,7 +810,7 @@ static void do_train_round(struct agent *a)
 	 * into the fleet's threshold; per-column errors into the fleet's
 	 * calibration prior. Recalibrates the scorer on the way. */
 	col_err = calloc(fv_global_columns(&a->gm), sizeof(double));
-	if (!col_err || fv_scorer_calibrate(a->sc, x, cont, N, &u.hist, col_err) < 0) {
+	if (!col_err || fv_scorer_calibrate_rows(a->sc, window_row, &ws, ws.cont, N, &u.hist, col_err) < 0) {
 		fv_log(FV_LOG_ERR, "round %" PRIu64 ": out of memory scoring windows", a->ann.h.round);
 		goto out;
 	}
@@ -814,7 +834,8 @@ static void do_train_round(struct agent *a)
 		goto out;
 	}
 	crash_at("training", a->ann.h.round);
-	r = fv_local_train(&a->gm.spec, a->gm.params, P, x, N, &lo, delta, &loss);
+	r = fv_local_train_rows(&a->gm.spec, a->gm.params, P, window_row, &ws, N, &lo, delta,
+				&loss);
 	if (r < 0) {
 		fv_log(FV_LOG_ERR, "round %" PRIu64 ": local training failed: %s", a->ann.h.round,
 		       r == -ERANGE ? "loss is not finite" : fv_strerror(r));
@@ -834,8 +855,7 @@ static void do_train_round(struct agent *a)
 		       fv_now_mono_ms() - t0);
 out:
 	free(delta);
-	free(x);
-	free(cont);
+	winset_free(&ws);
 	free(col_err);
 }
 

@@ -46,5 +46,11 @@ struct fv_local_opts {
 int fv_local_train(const struct fv_model_spec *spec, const float *base, size_t P,
 		   const float *x, size_t N, const struct fv_local_opts *o, float *ret_delta,
 		   float *ret_loss);
+/* The same over rows produced on demand (fv_model_train_rows()): the
+ * agent builds each window from its ring buffer instead of copying them
+ * all out. Same results as fv_local_train() on the same rows. */
+int fv_local_train_rows(const struct fv_model_spec *spec, const float *base, size_t P,
+			fv_model_row_fn row, void *ctx, size_t N, const struct fv_local_opts *o,
+			float *ret_delta, float *ret_loss);
 
 #endif

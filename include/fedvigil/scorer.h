@@ -44,6 +44,7 @@
 
 #include "fedvigil/detect.h"
 #include "fedvigil/fl.h"
+#include "fedvigil/nn.h"
 #include "fedvigil/threshold.h"
 #include "fedvigil/wire.h"
 
@@ -94,6 +95,12 @@ void fv_scorer_prepare(const struct fv_scorer *s, const float *raw, float *ret);
  * a ModelUpdate carries. -EINVAL before a model, -ENOMEM. */
 int fv_scorer_calibrate(struct fv_scorer *s, const float *x, const uint8_t *cont, size_t N,
 			struct fv_hist *ret_hist, double *ret_col_err);
+/* The same over windows produced on demand: row(ctx, i, dst) writes
+ * prepared window i (fv_scorer_input() floats), once per window, in
+ * order (the agent builds them from its ring buffer: no copy of them all). */
+int fv_scorer_calibrate_rows(struct fv_scorer *s, fv_model_row_fn row, void *ctx,
+			     const uint8_t *cont, size_t N, struct fv_hist *ret_hist,
+			     double *ret_col_err);
 
 /* Score one raw window (W, C); cont = it directly follows the previous
  * one. *ret_score gets the final score (may be NaN/Inf for a broken

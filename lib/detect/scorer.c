@@ -238,15 +238,38 @@ static double smooth(struct fv_scorer *s, double v, bool cont)
 	return s->ewma;
 }
 
+struct rows_of_array {
+	const float *x; /* (N, D) */
+	size_t D;
+};
+
+static void array_row(void *ctx, size_t i, float *dst)
+{
+	const struct rows_of_array *r = ctx;
+
+	memcpy(dst, r->x + i * r->D, r->D * sizeof(float));
+}
+
 int fv_scorer_calibrate(struct fv_scorer *s, const float *x, const uint8_t *cont, size_t N,
 			struct fv_hist *ret_hist, double *ret_col_err)
+{
+	struct rows_of_array r = { x, s->D };
+
+	if (!s->g || (N && !x))
+		return -EINVAL;
+	return fv_scorer_calibrate_rows(s, array_row, &r, cont, N, ret_hist, ret_col_err);
+}
+
+int fv_scorer_calibrate_rows(struct fv_scorer *s, fv_model_row_fn row, void *ctx,
+			     const uint8_t *cont, size_t N, struct fv_hist *ret_hist,
+			     double *ret_col_err)
 {
 	double sum[FV_MAX_COLUMNS] = { 0 };
 	struct fv_sdist own;
 	float *ce = NULL;
 	size_t n = 0;
 
-	if (!s->g || (N && !x))
+	if (!s->g || (N && !row))
 		return -EINVAL;
 	if (N) {
 		ce = malloc(N * s->K * sizeof(float));
@@ -259,7 +282,8 @@ int fv_scorer_calibrate(struct fv_scorer *s, const float *x, const uint8_t *cont
 	for (size_t i = 0; i < N; i++) {
 		bool ok = true;
 
-		raw_score(s, x + i * s->D);
+		row(ctx, i, s->x);
+		raw_score(s, s->x);
 		for (uint32_t c = 0; c < s->K; c++)
 			ok &= isfinite(s->colerr[c]);
 		memcpy(ce + i * s->K, s->colerr, s->K * sizeof(float));

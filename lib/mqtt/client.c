@@ -813,8 +813,22 @@ static int setup_opts(struct fv_mqtt *c, const struct fv_mqtt_opts *o)
 	return setup_tls(c, o);
 }
 
+/* Paho's TLS build initialises OpenSSL in its first MQTTAsync_create(),
+ * loading every cipher, digest and error string: ~2.5 MB of libcrypto
+ * resident in a daemon that may never open a TLS connection. OpenSSL 1.1
+ * and later initialise themselves on first use (SSL_CTX_new() at a TLS
+ * connect), so we tell Paho to leave it alone. */
+static void mqtt_global_init(void)
+{
+	MQTTAsync_init_options io = MQTTAsync_init_options_initializer;
+
+	io.do_openssl_init = 0;
+	MQTTAsync_global_init(&io);
+}
+
 struct fv_mqtt *fv_mqtt_new(const struct fv_mqtt_opts *o)
 {
+	static pthread_once_t once = PTHREAD_ONCE_INIT;
 	MQTTAsync_createOptions co = MQTTAsync_createOptions_initializer;
 	pthread_condattr_t ca;
 	struct fv_mqtt *c;
@@ -848,6 +862,7 @@ struct fv_mqtt *fv_mqtt_new(const struct fv_mqtt_opts *o)
 		goto fail;
 	}
 
+	pthread_once(&once, mqtt_global_init);
 	co.sendWhileDisconnected = 1;
 	co.maxBufferedMessages = c->offline_buffer;
 	co.MQTTVersion = MQTTVERSION_3_1_1;
@@ -1219,6 +1234,11 @@ enum fv_mqtt_event fv_mqtt_next(struct fv_mqtt *c, struct fv_mqtt_msg *ret_msg)
 		memset(&c->ring[c->head], 0, sizeof(c->ring[c->head]));
 		c->head = (c->head + 1) % c->queue_max;
 		c->count--;
+		/* Restart at slot 0 when empty: only as many slots as the
+		 * deepest backlog are ever touched (the agent's 65536-slot
+		 * queue is 2 MB of address space, not of memory). */
+		if (c->count == 0)
+			c->head = 0;
 	}
 	if (ev != FV_MQTT_EV_NONE && nothing_pending(c))
 		unwake(c);

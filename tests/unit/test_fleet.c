@@ -56,6 +56,20 @@ static void test_norm(void **state)
 
 /* Local training: deterministic, a delta that lowers the reconstruction
  * error of the windows it saw, FedProx pulling towards the base. */
+
+/* Rows of an (N, n) array on demand, counting the calls. */
+struct rows {
+	const float *x;
+	size_t n, calls;
+};
+
+static void rows_row(void *ctx, size_t i, float *dst)
+{
+	struct rows *r = ctx;
+
+	memcpy(dst, r->x + i * r->n, r->n * sizeof(float));
+	r->calls++;
+}
 static void test_local_train(void **state)
 {
 	const uint32_t hidden[] = { 4 };
@@ -92,6 +106,19 @@ static void test_local_train(void **state)
 	assert_int_equal(fv_local_train(&spec, base, P, x, N, &o, d2, &loss2), 0);
 	assert_memory_equal(d1, d2, P * sizeof(float));
 	assert_near(loss, loss2, 0);
+	/* The agent's path, rows built on demand: the same delta, bit for bit. */
+	{
+		struct rows r = { x, 8, 0 };
+
+		memset(d2, 0, P * sizeof(float));
+		assert_int_equal(fv_local_train_rows(&spec, base, P, rows_row, &r, N, &o, d2, &loss2),
+				 0);
+		assert_memory_equal(d1, d2, P * sizeof(float));
+		assert_true(loss == loss2);
+		assert_true(r.calls >= N * (o.epochs + 1)); /* the NaN check, then every epoch */
+		assert_int_equal(fv_local_train_rows(&spec, base, P, NULL, &r, N, &o, d2, &loss2),
+				 -EINVAL);
+	}
 	for (size_t i = 0; i < P; i++)
 		base[i] += d1[i];
 	assert_int_equal(fv_model_set_params(m, base, P), 0);

@@ -409,11 +409,68 @@ static void test_close_round(void **state)
 	drop_global(&f);
 }
 
+/* Calibration over windows produced on demand (the agent's path) gives
+ * what calibration over the array gives, asking for each window once, in
+ * order. */
+struct rows {
+	const float *x;
+	size_t D, next;
+	bool in_order;
+};
+
+static void rows_row(void *ctx, size_t i, float *dst)
+{
+	struct rows *r = ctx;
+
+	r->in_order &= i == r->next++;
+	memcpy(dst, r->x + i * r->D, r->D * sizeof(float));
+}
+
+static void test_calibrate_rows(void **state)
+{
+	struct fixture f;
+	struct fv_scorer_opts o = {
+		.mode = FV_THRMODE_LOCAL, .prior_windows = 0, .halflife = 10, .calib_prior = 0
+	};
+	struct fv_scorer *s1, *s2;
+	const float x[] = { 1, 2, 3, 4, 0.5f, 0.25f, 2, 1, 4, 4 };
+	const uint8_t cont[] = { 0, 1, 1, 0, 1 };
+	struct rows r = { x, 2, 0, true };
+	struct fv_hist h1, h2;
+	double ce1[2], ce2[2];
+
+	(void)state;
+	make_global(&f, true, 0.5f, 2.0f);
+	s1 = fv_scorer_new(&o, 2);
+	s2 = fv_scorer_new(&o, 2);
+	assert_non_null(s1);
+	assert_non_null(s2);
+	assert_int_equal(fv_scorer_calibrate_rows(s2, rows_row, &r, cont, 5, &h2, ce2), -EINVAL);
+	assert_int_equal(fv_scorer_set_model(s1, &f.g), 0);
+	assert_int_equal(fv_scorer_set_model(s2, &f.g), 0);
+	assert_int_equal(fv_scorer_calibrate_rows(s2, NULL, &r, cont, 5, &h2, ce2), -EINVAL);
+	assert_int_equal(fv_scorer_calibrate(s1, x, cont, 5, &h1, ce1), 0);
+	assert_int_equal(fv_scorer_calibrate_rows(s2, rows_row, &r, cont, 5, &h2, ce2), 0);
+	assert_int_equal(r.next, 5);
+	assert_true(r.in_order);
+	assert_memory_equal(ce1, ce2, sizeof(ce1));
+	assert_int_equal(h1.count, h2.count);
+	assert_true(h1.sum == h2.sum);
+	assert_memory_equal(fv_scorer_weights(s1), fv_scorer_weights(s2), 2 * sizeof(float));
+	assert_true(fv_scorer_threshold(s1) == fv_scorer_threshold(s2));
+	assert_true(fv_scorer_threshold(s1) > 0.0f);
+	assert_int_equal(fv_scorer_calibrated(s2), 5);
+	fv_scorer_free(s1);
+	fv_scorer_free(s2);
+	drop_global(&f);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_features),
 		cmocka_unit_test(test_calibrate_hand),
+		cmocka_unit_test(test_calibrate_rows),
 		cmocka_unit_test(test_calibrate_prior),
 		cmocka_unit_test(test_modes),
 		cmocka_unit_test(test_bad),
