@@ -17,6 +17,9 @@ WIDTH = {"ae8": 8, "ae20": 20, "dae128": 128, "sae": 128, "conv1d": 128}  # conv
 # temporal model.
 TARGET = {"ae8": (60, 100), "ae20": (25, 60), "dae128": (4, 25), "sae": (4, 25),
           "conv1d": (None, None)}
+# bench/agent_rss.sh: the simulator's 5 channels, windows of whole vectors
+# nearest the preset's width (dae128, sae: 25 x 5 = 125 inputs).
+AGENT_WINDOW = {"ae8": 2, "ae20": 4, "dae128": 25, "sae": 25, "conv1d": 32}
 PEAK_GFLOPS = 83.0  # AMD EPYC core: 2 FMA x 8 lanes x 2 flops x 2.6 GHz
 RSS_TARGET_MB = 10.0
 TORCH_PY = "/usr/bin/python3"
@@ -46,7 +49,8 @@ def main():
     ap.add_argument("--presets", default=",".join(PRESETS))
     ap.add_argument("--quality-samples", type=int, default=20000)
     ap.add_argument("--rss-windows", type=int, default=4096)
-    ap.add_argument("--no-agent", action="store_true", help="skip the real-agent RSS run")
+    ap.add_argument("--no-agent", action="store_true",
+                    help="skip the real-agent RSS runs (rss_mb is then fv-bench rss's peak)")
     ap.add_argument("--no-torch", action="store_true")
     ap.add_argument("--torch-once", action="store_true",
                     help="one PyTorch process for every preset (smoke test: one import)")
@@ -101,16 +105,17 @@ def main():
                         "--epochs", str(a.epochs)], env)[0]
         qual = run_json([a.bin, "quality", "--preset", p, "--samples",
                          str(a.quality_samples)], env)[0]
-        res[p] = (runs, rss, qual)
-
-    agent = None
-    if not a.no_agent:
-        big = max(presets, key=lambda q: res[q][0][0][0]["params"])
-        try:
-            agent = run_json(["bash", os.path.join(HERE, "agent_rss.sh"), big, "25",
-                              a.bin_dir], env)[0]
-        except (subprocess.CalledProcessError, IndexError) as e:
-            print(f"bench: real-agent RSS run failed: {e}")
+        agent = None
+        if not a.no_agent:
+            try:
+                agent = run_json(["bash", os.path.join(HERE, "agent_rss.sh"), p,
+                                  str(AGENT_WINDOW[p]), a.bin_dir], env)[0]
+                print(f"bench: {p}: real fedvigil-agent ({agent['layers']}, "
+                      f"{agent['windows']} windows): peak RSS {agent['hwm_kb'] / 1024:.2f} MB, "
+                      f"{agent['hwm_before_round_kb'] / 1024:.2f} MB before its round", flush=True)
+            except (subprocess.CalledProcessError, IndexError) as e:
+                print(f"bench: {p}: real-agent RSS run failed: {e}")
+        res[p] = (runs, rss, qual, agent)
 
     med = statistics.median
     print()
@@ -119,11 +124,11 @@ def main():
           "times are CPU times of each process (wall in brackets); ratio = PyTorch / fedvigil")
     hdr = ("preset", "layers", "params", "C train s", "torch train s", "train x", "target",
            "C score s", "torch score s", "score x", "target", "train GF/s", "GEMM GF/s",
-           "% peak", "trainer KiB", "scorer KiB", "RSS MB", "AUC", "F1")
+           "% peak", "trainer KiB", "scorer KiB", "lib RSS MB", "agent RSS MB", "AUC", "F1")
     rows = []
     lines = []
     for p in presets:
-        runs, rss, qual = res[p]
+        runs, rss, qual, agent = res[p]
         c0 = runs[0][0]
         ct = med(r[0]["train_cpu_s"] for r in runs)
         cs = med(r[0]["score_cpu_s"] for r in runs)
@@ -140,7 +145,8 @@ def main():
             sr = med(r[1]["score_cpu_s"] / r[0]["score_cpu_s"] for r in runs)
             trw = med(r[1]["train_s"] / r[0]["train_s"] for r in runs)
             srw = med(r[1]["score_s"] / r[0]["score_s"] for r in runs)
-        rss_mb = rss["hwm_kb"] / 1024.0
+        lib_mb = rss["hwm_kb"] / 1024.0
+        rss_mb = agent["hwm_kb"] / 1024.0 if agent else lib_mb
         rows.append((p, c0["layers"], str(c0["params"]), f"{ct:.3f} [{ctw:.3f}]",
                      f"{tt:.2f} [{ttw:.2f}]" if torch_ok else "-",
                      f"{tr:.1f} [{trw:.1f}]" if torch_ok else "-", target(p, 0),
@@ -149,13 +155,14 @@ def main():
                      f"{gf:.1f}", f"{gg:.1f}" if gg else "-",
                      f"{100 * gg / PEAK_GFLOPS:.0f}%" if gg else "-",
                      f"{c0['trainer_bytes'] / 1024:.1f}", f"{c0['scorer_bytes'] / 1024:.1f}",
-                     f"{rss_mb:.2f}", f"{qual['roc_auc']:.3f}", f"{qual['f1']:.3f}"))
+                     f"{lib_mb:.2f}", f"{rss_mb:.2f}" if agent else "-",
+                     f"{qual['roc_auc']:.3f}", f"{qual['f1']:.3f}"))
         if torch_ok:
             lines.append(f"preset={p} train_ratio={tr:.1f} score_ratio={sr:.1f} "
                          f"rss_mb={rss_mb:.2f}")
         else:
             lines.append(f"preset={p} train_ratio=nan score_ratio=nan rss_mb={rss_mb:.2f}")
-        res[p] = res[p] + ((tr, sr) if torch_ok else (None, None),)
+        res[p] = res[p] + ((tr, sr) if torch_ok else (None, None), rss_mb)
     widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(hdr)]
     print(" | ".join(h.ljust(w) for h, w in zip(hdr, widths)))
     print("-|-".join("-" * w for w in widths))
@@ -165,24 +172,24 @@ def main():
     print("bench: GEMM GF/s = the kernels alone on one training step's GEMM shapes (batch 32);"
           f" train GF/s = training FLOPs / training CPU time; peak {PEAK_GFLOPS:.0f} GFLOP/s "
           "(fp32 FMA, one core)")
-    print(f"bench: RSS MB = peak RSS (VmHWM) of a separate fv-bench process doing an agent's "
-          f"training round ({a.rss_windows} windows in memory, scorer + histogram, trainer at "
-          "batch 32, 3 epochs)")
+    print(f"bench: lib RSS MB = peak RSS (VmHWM) of a separate fv-bench process doing an "
+          f"agent's training round with lib/nn only ({a.rss_windows} windows in memory, scorer "
+          "+ histogram, trainer at batch 32, 3 epochs); agent RSS MB = peak RSS of a real "
+          "fedvigil-agent through its first training round of the preset (bench/agent_rss.sh: "
+          "private broker, coordinator, simulator; 4096 buffered vectors of 5 channels, "
+          "windows of " + ", ".join(f"{p} {AGENT_WINDOW[p]}" for p in presets) + " vectors). "
+          f"rss_mb below is the agent's{' (not run: the lib number)' if a.no_agent else ''}; "
+          f"target <= {RSS_TARGET_MB:.0f} MB")
     q0 = res[presets[0]][2]
     print(f"bench: AUC/F1 = plant simulator (tools/sim), 3 machines x {a.quality_samples} "
           "samples, 6 faults each in the second half; trained 10 epochs on the first half; "
           "F1 at the 99.5th percentile of the training scores; windows of whole 5-channel "
           f"vectors nearest the preset's width (e.g. {q0['layers']})")
-    if agent:
-        print(f"bench: real fedvigil-agent training {agent['preset']} ({agent['layers']}, "
-              f"{agent['windows']} windows): peak RSS {agent['hwm_kb'] / 1024:.2f} MB "
-              f"(target <= {RSS_TARGET_MB:.0f} MB)")
     print(f"bench: load average after: {loadavg()}")
     for p in presets:
-        tr, sr = res[p][3]
+        (tr, sr), rss_mb = res[p][4], res[p][5]
         if tr is None:
             continue
-        rss_mb = res[p][1]["hwm_kb"] / 1024.0
         if TARGET[p][0] is None:
             print(f"bench: {p}: train {tr:.1f}x, score {sr:.1f}x (no target), RSS "
                   f"{rss_mb:.2f} MB ({'met' if rss_mb <= RSS_TARGET_MB else 'NOT met'})")
