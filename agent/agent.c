@@ -810,7 +810,8 @@ static void do_train_round(struct agent *a)
 	 * into the fleet's threshold; per-column errors into the fleet's
 	 * calibration prior. Recalibrates the scorer on the way. */
 	col_err = calloc(fv_global_columns(&a->gm), sizeof(double));
-	if (!col_err || fv_scorer_calibrate_rows(a->sc, window_row, &ws, ws.cont, N, &u.hist, col_err) < 0) {
+	if (!col_err ||
+	    fv_scorer_calibrate_rows(a->sc, window_row, &ws, ws.cont, N, &u.hist, col_err) < 0) {
 		fv_log(FV_LOG_ERR, "round %" PRIu64 ": out of memory scoring windows", a->ann.h.round);
 		goto out;
 	}
