@@ -335,10 +335,10 @@ done
 [ -n "${F1[clean]:-}" ] || fv_fail "the assertions need the clean fleet"
 clean=${F1[clean]}
 awk -v c="$clean" 'BEGIN { exit !(c >= 0.4) }' ||
-	fv_fail "the clean fleet's F1 $clean is too low to compare against (measured 0.734)"
-# Floors from the measured table (docs/reliability.md, flip:10: clean 0.734,
-# fedavg 0.000 with a loss of 67 against 0.021, median 0.698, trimmed mean
-# 0.693, multi-Krum 0.791, FedAvg + clip_ratio 2 0.682, Krum 0.715).
+	fv_fail "the clean fleet's F1 $clean is too low to compare against (measured 0.715)"
+# Floors from the measured table (docs/reliability.md, flip:10: clean 0.715,
+# fedavg 0.000 with a loss of 67 against 0.021, median 0.669, trimmed mean
+# 0.685, multi-Krum 0.773, FedAvg + clip_ratio 2 0.669, Krum 0.685).
 for spec in "${fleets[@]}"; do
 	IFS='|' read -r name agg attacked <<<"$spec"
 	f1=${F1[$name]}
