@@ -548,18 +548,16 @@ static bool selected(const struct agent *a, const struct fv_announce *ann)
 
 /* Encode (ret_sent, when not NULL, gets the delta as the coordinator will
  * decode it), publish, and cache the bytes for re-announcements. */
-static int send_update(struct agent *a, struct fv_update *u, float *ret_sent)
+/* Sign (if configured) and publish an encoded update (buf: malloc'd,
+ * taken over and kept for resending). */
+static int publish_update(struct agent *a, const struct fv_update *u, uint8_t *buf, size_t len)
 {
 	char topic[FV_TOPIC_MAX];
-	uint8_t *buf;
-	size_t len;
 	int r;
 
-	r = fv_update_encode_sent(u, ret_sent, &buf, &len);
-	if (r == 0 && a->sign_updates && (r = fv_msg_sign(FV_MSG_UPDATE, &buf, &len, &a->key)) < 0)
+	if (a->sign_updates && (r = fv_msg_sign(FV_MSG_UPDATE, &buf, &len, &a->key)) < 0) {
 		free(buf);
-	if (r < 0) {
-		fv_log(FV_LOG_ERR, "round %" PRIu64 ": cannot encode update: %s", u->h.round,
+		fv_log(FV_LOG_ERR, "round %" PRIu64 ": cannot sign update: %s", u->h.round,
 		       fv_strerror(r));
 		return r;
 	}
@@ -578,6 +576,20 @@ static int send_update(struct agent *a, struct fv_update *u, float *ret_sent)
 	a->pending = false;
 	a->n_rounds++;
 	return 0;
+}
+
+static int send_update(struct agent *a, struct fv_update *u)
+{
+	uint8_t *buf;
+	size_t len;
+	int r = fv_update_encode(u, &buf, &len);
+
+	if (r < 0) {
+		fv_log(FV_LOG_ERR, "round %" PRIu64 ": cannot encode update: %s", u->h.round,
+		       fv_strerror(r));
+		return r;
+	}
+	return publish_update(a, u, buf, len);
 }
 
 static void fill_header(const struct agent *a, struct fv_hdr *h)
@@ -604,7 +616,7 @@ static void do_stats_round(struct agent *a)
 	u.n_channels = a->cfg.n_channels;
 	u.stats = a->stats; /* borrowed */
 	fv_hist_init(&u.hist);
-	if (send_update(a, &u, NULL) == 0)
+	if (send_update(a, &u) == 0)
 		fv_log(FV_LOG_INFO, "round %" PRIu64 ": sent statistics of %" PRIu64 " vectors",
 		       u.h.round, u.n_samples);
 }
@@ -705,51 +717,23 @@ static void calibrate(struct agent *a)
 	winset_free(&ws);
 }
 
-/* Send a training update compressed as the announcement asks. With error
+/* Send a training update compressed as the announcement asks
+ * (fv_update_encode_comp, the same code as fedvigil-swarm's). With error
  * feedback, what compression dropped from earlier updates is added to this
  * delta first, and what it drops now is kept for the next one. u->delta is
  * the true delta (borrowed); 0 or -errno (logged). */
 static int compress_and_send(struct agent *a, struct fv_update *u)
 {
-	const struct fv_compress *c = &a->ann.comp;
-	size_t P = u->n_params;
-	float *v = NULL, *sent = NULL, *delta = u->delta;
-	int r;
+	uint8_t *buf;
+	size_t len;
+	int r = fv_update_encode_comp(u, &a->ann.comp, &a->gm.spec, &a->ef, &buf, &len);
 
-	u->enc = c->enc;
-	u->topk = c->topk;
-	/* One int8 scale, and one top-k share, per layer's W and b. */
-	u->n_seg = 0;
-	if (c->enc != FV_ENC_FP32 && c->enc != FV_ENC_FP16)
-		u->n_seg = fv_compress_segments(&a->gm.spec, u->seg, FV_WIRE_MAX_SEG);
-	if (!c->error_feedback) {
-		/* A residual from earlier rounds is meaningless without it. */
-		fv_ef_free(&a->ef);
-		return send_update(a, u, NULL);
+	if (r < 0) {
+		fv_log(FV_LOG_ERR, "round %" PRIu64 ": cannot encode update: %s", u->h.round,
+		       fv_strerror(r));
+		return r;
 	}
-	if (a->ef.n != P) {
-		fv_ef_free(&a->ef);
-		if (fv_ef_init(&a->ef, P) < 0)
-			goto oom;
-	}
-	v = malloc(P * sizeof(float));
-	sent = malloc(P * sizeof(float));
-	if (!v || !sent)
-		goto oom;
-	fv_ef_add(&a->ef, delta, v);
-	u->delta = v;
-	r = send_update(a, u, sent);
-	u->delta = delta;
-	if (r == 0)
-		fv_ef_commit(&a->ef, v, sent);
-	free(v);
-	free(sent);
-	return r;
-oom:
-	free(v);
-	free(sent);
-	fv_log(FV_LOG_ERR, "round %" PRIu64 ": out of memory for error feedback", u->h.round);
-	return -ENOMEM;
+	return publish_update(a, u, buf, len);
 }
 
 /* The round needs a model version we do not hold. It normally arrives

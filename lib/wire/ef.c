@@ -1,8 +1,6 @@
 /* An agent's training update, compressed as the round asks, with error
- * feedback, as library code for fedvigil-swarm. It does what
- * agent/agent.c's compress_and_send() does before publishing (the two
- * must stay in step; test_encode_comp checks this one against the
- * by-hand sequence). */
+ * feedback: what fedvigil-agent (compress_and_send()) and fedvigil-swarm
+ * encode (test_encode_comp checks it against the by-hand sequence). */
 #include <errno.h>
 #include <stdlib.h>
 
