@@ -119,7 +119,9 @@ model_md5() { pw spy mosquitto_sub -C 1 -W 5 -t "$F/model" | md5sum | cut -d' ' 
 m0=$(model_md5)
 [ -n "$m0" ] || fv_fail "no retained model"
 n_spy=$(wc -l <"$FV_TMP/spy.log")
-cert compressor-2 mosquitto_sub -v -t "$F/round/+/update/+" -t "plant1/pump-1/#" \
+# Not through cert(): $! must be mosquitto_sub itself (see fleet_sub).
+mosquitto_sub -h localhost -p "$PB" --cafile "$T/ca.crt" --cert "$T/compressor-2.crt" \
+	--key "$T/compressor-2.key" -v -t "$F/round/+/update/+" -t "plant1/pump-1/#" \
 	>"$FV_TMP/snoop.log" 2>&1 &
 SNOOP=$!
 fv_track "$SNOOP"
