@@ -97,6 +97,16 @@ extern const char *const agent_live_keys[];
 int agent_config_load(struct agent_config *c, const char *path, char *err, size_t errlen);
 /* Cross-field validation after all overrides. */
 int agent_config_check(struct agent_config *c, char *err, size_t errlen);
+/* A SECTION.KEY=VALUE override from the command line. */
+struct agent_config_set {
+	const char *key, *val;
+};
+/* defaults < file (path may be NULL) < environment variables
+ * env_prefix<SECTION>_<KEY> (env NULL: none) < sets, in order, then the
+ * cross-field checks (errors name the file). 0 or -errno with err. */
+int agent_config_load_all(struct agent_config *c, const char *path, const char *env_prefix,
+			  char *const *env, const struct agent_config_set *sets, size_t nsets,
+			  char *err, size_t errlen);
 
 struct agent;
 

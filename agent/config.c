@@ -332,3 +332,32 @@ int agent_config_check(struct agent_config *c, char *err, size_t errlen)
 	}
 	return 0;
 }
+
+int agent_config_load_all(struct agent_config *c, const char *path, const char *env_prefix,
+			  char *const *env, const struct agent_config_set *sets, size_t nsets,
+			  char *err, size_t errlen)
+{
+	char why[512];
+	int r;
+
+	r = agent_config_load(c, path, err, errlen);
+	if (r < 0)
+		return r;
+	if (env) {
+		r = fv_cfg_env(agent_cfg_keys, agent_cfg_nkeys, c, env_prefix, env, err, errlen);
+		if (r < 0)
+			return r;
+	}
+	for (size_t i = 0; i < nsets; i++) {
+		r = fv_cfg_set(agent_cfg_keys, agent_cfg_nkeys, c, sets[i].key, sets[i].val, err,
+			       errlen);
+		if (r < 0)
+			return r;
+	}
+	r = agent_config_check(c, why, sizeof(why));
+	if (r < 0) {
+		snprintf(err, errlen, "%s%s%s", path ? path : "", path ? ": " : "", why);
+		return r;
+	}
+	return 0;
+}

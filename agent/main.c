@@ -26,7 +26,7 @@ static void on_hup(int sig)
 /* The command line, kept for reloads: the file, then the overrides in
  * command-line order. */
 static const char *config_path;
-static struct { const char *key, *val; } sets[64];
+static struct agent_config_set sets[64];
 static size_t nsets;
 
 /* Environment variables FEDVIGIL_<SECTION>_<KEY> (containers). */
@@ -36,28 +36,8 @@ static size_t nsets;
  * checks. 0, or -errno with the message in err. Also what SIGHUP runs. */
 static int load_config(struct agent_config *cfg, char *err, size_t errlen)
 {
-	char why[512];
-	int r;
-
-	r = agent_config_load(cfg, config_path, err, errlen);
-	if (r < 0)
-		return r;
-	r = fv_cfg_env(agent_cfg_keys, agent_cfg_nkeys, cfg, ENV_PREFIX, environ, err, errlen);
-	if (r < 0)
-		return r;
-	for (size_t i = 0; i < nsets; i++) {
-		r = fv_cfg_set(agent_cfg_keys, agent_cfg_nkeys, cfg, sets[i].key, sets[i].val, err,
-			       errlen);
-		if (r < 0)
-			return r;
-	}
-	r = agent_config_check(cfg, why, sizeof(why));
-	if (r < 0) {
-		snprintf(err, errlen, "%s%s%s", config_path ? config_path : "",
-			 config_path ? ": " : "", why);
-		return r;
-	}
-	return 0;
+	return agent_config_load_all(cfg, config_path, ENV_PREFIX, environ, sets, nsets, err,
+				     errlen);
 }
 
 static void usage(FILE *out)

@@ -52,7 +52,7 @@ struct adversary {
 };
 
 static const char *config_path;
-static struct { const char *key, *val; } sets[64];
+static struct agent_config_set sets[64];
 static size_t nsets;
 
 static void usage(FILE *out)
@@ -178,27 +178,10 @@ static void tamper(void *ctx, struct fv_update *u)
 	adv->n_sent++;
 }
 
+/* As the agent's, without the environment. */
 static int load_config(struct agent_config *cfg, char *err, size_t errlen)
 {
-	char why[512];
-	int r;
-
-	r = agent_config_load(cfg, config_path, err, errlen);
-	if (r < 0)
-		return r;
-	for (size_t i = 0; i < nsets; i++) {
-		r = fv_cfg_set(agent_cfg_keys, agent_cfg_nkeys, cfg, sets[i].key, sets[i].val, err,
-			       errlen);
-		if (r < 0)
-			return r;
-	}
-	r = agent_config_check(cfg, why, sizeof(why));
-	if (r < 0) {
-		snprintf(err, errlen, "%s%s%s", config_path ? config_path : "",
-			 config_path ? ": " : "", why);
-		return r;
-	}
-	return 0;
+	return agent_config_load_all(cfg, config_path, NULL, NULL, sets, nsets, err, errlen);
 }
 
 int main(int argc, char **argv)
