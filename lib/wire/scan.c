@@ -225,12 +225,13 @@ static const struct pb_rule state_rule[] = {
 };
 const struct pb_rules pb_rules_state = { state_rule, FV_ARRAY_SIZE(state_rule), 16 };
 
-/* Read a varint at *p (< end); advance *p. 0 or -EBADMSG. */
-static int varint(const uint8_t **p, const uint8_t *end, uint64_t *ret)
+/* Read a varint of at most max bytes at *p (< end); advance *p. 0 or
+ * -EBADMSG. */
+static int varint_max(const uint8_t **p, const uint8_t *end, unsigned max, uint64_t *ret)
 {
 	uint64_t v = 0;
 
-	for (unsigned i = 0; i < 10; i++) {
+	for (unsigned i = 0; i < max; i++) {
 		if (*p >= end)
 			return -EBADMSG;
 		uint8_t b = *(*p)++;
@@ -245,6 +246,19 @@ static int varint(const uint8_t **p, const uint8_t *end, uint64_t *ret)
 	}
 	return -EBADMSG;
 }
+
+/* A value varint: up to 10 bytes. */
+static int varint(const uint8_t **p, const uint8_t *end, uint64_t *ret)
+{
+	return varint_max(p, end, 10, ret);
+}
+
+/* protobuf-c 1.4.1 reads a field key and a length prefix in at most 5
+ * bytes (parse_tag_and_wiretype(), scan_length_prefixed_data()) and fails
+ * the message on a longer one, even a padded non-canonical one ending in
+ * 0x80 ... 0x00: so do we, or a 6-byte key would pass here and take the
+ * unpacker's error path. */
+#define KEY_LEN_MAX 5
 
 static const struct pb_rule *find(const struct pb_rules *rules, uint64_t field, size_t *ret_i)
 {
@@ -272,7 +286,7 @@ static int scan(const uint8_t *buf, size_t len, const struct pb_rules *rules, in
 		const uint8_t *start;
 		size_t n, i = 0;
 
-		r = varint(&p, end, &key);
+		r = varint_max(&p, end, KEY_LEN_MAX, &key);
 		if (r < 0)
 			return r;
 		uint64_t field = key >> 3;
@@ -301,7 +315,7 @@ static int scan(const uint8_t *buf, size_t len, const struct pb_rules *rules, in
 			n = 4;
 			break;
 		case 2:
-			r = varint(&p, end, &v);
+			r = varint_max(&p, end, KEY_LEN_MAX, &v);
 			if (r < 0)
 				return r;
 			if (v > (uint64_t)(end - p))

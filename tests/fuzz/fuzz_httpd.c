@@ -11,6 +11,7 @@
  *
  * Linked with replay_main.c it replays the corpus (ctest). */
 #include <arpa/inet.h>
+#include <errno.h>
 #include <netinet/in.h>
 #include <poll.h>
 #include <stdint.h>
@@ -45,14 +46,44 @@ static void serve(void)
 		fv_httpd_handle(srv, pfd, n, fv_now_mono_ms());
 }
 
+/* Connect to the responder. libFuzzer's timeout timer (SIGALRM every
+ * timeout/2 + 1 s, without SA_RESTART) interrupts a blocking connect() on
+ * a loaded machine, where the loopback handshake waits for softirq time;
+ * so the connect is non-blocking and waited for with poll(), which is
+ * retried on EINTR. */
 static int dial(void)
 {
 	struct sockaddr_in sa = { .sin_family = AF_INET, .sin_port = htons(fv_httpd_port(srv)) };
-	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	int fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	int err = 0;
+	socklen_t el = sizeof(err);
 
 	inet_pton(AF_INET, "127.0.0.1", &sa.sin_addr);
-	if (fd < 0 || connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0)
+	if (fd < 0) {
+		fprintf(stderr, "fuzz_httpd: socket: %s\n", strerror(errno));
+		abort();
+	}
+	if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
+		if (errno != EINPROGRESS && errno != EINTR)
+			err = errno;
+		while (!err) {
+			struct pollfd p = { .fd = fd, .events = POLLOUT };
+			int r = poll(&p, 1, 100);
+
+			if (r < 0 && errno != EINTR)
+				err = errno;
+			if (r > 0) {
+				if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &el) < 0)
+					err = errno;
+				break;
+			}
+			serve(); /* a full accept queue drains here */
+		}
+	}
+	if (err) {
+		fprintf(stderr, "fuzz_httpd: loopback connect: %s\n", strerror(err));
 		abort(); /* the loopback itself failed: nothing to fuzz */
+	}
 	return fd;
 }
 
@@ -75,9 +106,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	fd = dial();
 	/* Accept, then feed the bytes while serving (the socket buffers hold
 	 * them all: they are small). */
-	while (sent < size) {
+	for (int tries = 0; sent < size && tries < 2000; tries++) {
 		ssize_t w = send(fd, data + sent, size - sent, MSG_NOSIGNAL | MSG_DONTWAIT);
 
+		if (w < 0 && (errno == EAGAIN || errno == EINTR)) {
+			serve();
+			continue;
+		}
 		if (w < 0)
 			break; /* the responder answered and closed early */
 		sent += (size_t)w;
@@ -92,6 +127,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		if (poll(&p, 1, 0) <= 0)
 			continue;
 		r = recv(fd, reply + got, sizeof(reply) - 1 - got, 0);
+		if (r < 0 && (errno == EAGAIN || errno == EINTR))
+			continue;
 		if (r <= 0)
 			break; /* closed by the responder */
 		got += (size_t)r;

@@ -16,6 +16,7 @@
 #include "fedvigil/util.h"
 #include "fedvigil/wire.h"
 #include "fedvigil.pb-c.h"
+#include "wire/wire-int.h"
 
 #define FLEET "plant-1"
 #define AGENT "pump.3"
@@ -677,6 +678,50 @@ static void test_reject_bytes(void **state)
 	expect_update(buf, len, "plant-2", -EXDEV);
 	free(buf);
 	fv_update_clear(&u);
+}
+
+/* Padded (non-canonical) varints: protobuf-c 1.4.1 reads a key and a
+ * length prefix in at most 5 bytes, so 5 decode and 6 are refused by the
+ * scan, before the unpacker sees them (a 6-byte key once passed our scan
+ * and took protobuf-c's error path: fuzz_wire found it). */
+static void test_padded_varints(void **state)
+{
+	struct fv_announce a;
+	uint8_t *buf, *pad;
+	size_t len;
+
+	(void)state;
+	make_announce(&a, 3);
+	assert_int_equal(fv_announce_encode(&a, &buf, &len), 0);
+	assert_int_equal(buf[0], (1 << 3) | 2); /* the header, LEN */
+	assert_true(buf[1] < 0x80);		 /* a one-byte length */
+	pad = malloc(len + 16);
+	assert_non_null(pad);
+	for (size_t extra = 0; extra <= 5; extra++) {
+		/* The key padded to 1 + extra bytes. */
+		size_t n = 0;
+
+		pad[n++] = (uint8_t)(buf[0] | (extra ? 0x80 : 0));
+		for (size_t i = 0; i < extra; i++)
+			pad[n++] = i + 1 < extra ? 0x80 : 0x00;
+		memcpy(pad + n, buf + 1, len - 1);
+		assert_int_equal(pb_scan(pad, n + len - 1, &pb_rules_announce),
+				 extra <= 4 ? 0 : -EBADMSG);
+		expect_announce(pad, n + len - 1, FLEET, extra <= 4 ? 0 : -EBADMSG);
+		/* The header's length padded to 1 + extra bytes. */
+		n = 0;
+		pad[n++] = buf[0];
+		pad[n++] = (uint8_t)(buf[1] | (extra ? 0x80 : 0));
+		for (size_t i = 0; i < extra; i++)
+			pad[n++] = i + 1 < extra ? 0x80 : 0x00;
+		memcpy(pad + n, buf + 2, len - 2);
+		assert_int_equal(pb_scan(pad, n + len - 2, &pb_rules_announce),
+				 extra <= 4 ? 0 : -EBADMSG);
+		expect_announce(pad, n + len - 2, FLEET, extra <= 4 ? 0 : -EBADMSG);
+	}
+	free(pad);
+	free(buf);
+	fv_announce_clear(&a);
 }
 
 static void test_reject_update_fields(void **state)
@@ -1657,6 +1702,7 @@ int main(void)
 		cmocka_unit_test(test_update_col_err),
 		cmocka_unit_test(test_announce_roundtrip),
 		cmocka_unit_test(test_reject_bytes),
+		cmocka_unit_test(test_padded_varints),
 		cmocka_unit_test(test_reject_update_fields),
 		cmocka_unit_test(test_reject_stats),
 		cmocka_unit_test(test_reject_global_fields),
