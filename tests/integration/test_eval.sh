@@ -127,6 +127,13 @@ check_report "$FV_TMP/iid" iid 5
 run dirichlet "$FV_TMP/dir" --plots none --clients 4 --alpha 0.3
 check_report "$FV_TMP/dir" dirichlet 4
 jq -e '.alpha == 0.3' "$FV_TMP/dir/report.json" >/dev/null || fv_fail "dirichlet: alpha not reported"
+# The fleet's threshold comes from the scores the entities' agents compute,
+# each calibrated on its own windows, whoever trains: round 1's (scored
+# under the same initial model in every mode) is federated's in centralized
+# mode too (it was the pooled windows' calibration, another threshold).
+thr1() { jq '.round_log[] | select(.round == 1) | .threshold' "$1/report.json"; }
+[ "$(thr1 "$FV_TMP/cen")" = "$(thr1 "$FV_TMP/fed")" ] ||
+	fv_fail "centralized round 1 threshold $(thr1 "$FV_TMP/cen") is not federated's $(thr1 "$FV_TMP/fed") (same initial model, same entities)"
 
 # Causal verdicts: with the test files cut after row 250, rows 0..249 get
 # exactly the same score and verdict.

@@ -391,6 +391,14 @@ struct fed {
 	struct ev_result *res;
 	const char *fleet_label;  /* local mode: the entity */
 	uint32_t step, steps;     /* progress over all federations */
+	/* Modes whose training clients are not the entities (centralized,
+	 * iid, dirichlet): the entities' own windows. The detection part of
+	 * every update (score histogram, column errors) is then what the
+	 * entities' agents compute, each calibrated on its own windows as it
+	 * scores its test rows; it travels in the first update of the round,
+	 * the other updates carry none. NULL: every client's own. */
+	struct client *det;
+	uint32_t n_det;
 };
 
 static void fill_hdr(struct fv_hdr *h, const char *sender, uint64_t round, uint64_t base)
@@ -483,6 +491,39 @@ static int send_update(const struct fv_update *u, enum fv_round_kind kind, size_
 	return r;
 }
 
+/* The detection statistics of a training round under base model g from
+ * the entities' windows (f->det), each calibrated on its own, as their
+ * agents compute them: merged histogram and summed column errors. */
+static int det_stats(const struct fed *f, const struct fv_global *g, struct fv_hist *ret_hist,
+		     double *ret_col_err)
+{
+	uint32_t K = fv_global_columns(g);
+	double col[FV_MAX_COLUMNS];
+	struct fv_hist h;
+
+	fv_hist_init(ret_hist);
+	memset(ret_col_err, 0, FV_MAX_COLUMNS * sizeof(double));
+	for (uint32_t i = 0; i < f->n_det; i++) {
+		struct client *d = &f->det[i];
+		int r;
+
+		if (d->N == 0)
+			continue;
+		r = fv_scorer_set_model(d->sc, g);
+		if (r == 0)
+			r = fv_scorer_calibrate(d->sc, d->x, d->cont, d->N, &h, col);
+		if (r < 0) {
+			fv_log(FV_LOG_ERR, "%s: scoring its training windows failed: %s", d->name,
+			       fv_strerror(r));
+			return r;
+		}
+		fv_hist_merge(ret_hist, &h);
+		for (uint32_t c = 0; c < K; c++)
+			ret_col_err[c] += col[c];
+	}
+	return 0;
+}
+
 /* Run one federation over K clients: the statistics round, then
  * round.rounds training rounds. ret_g gets the final model as the clients
  * received it. */
@@ -498,6 +539,8 @@ static int federate(struct fed *f, struct client *cl, uint32_t K, struct fv_glob
 	struct fv_chstats *merged = NULL;
 	double *col_err = NULL;
 	struct fv_global g, seen;
+	struct fv_hist det_hist;
+	double det_col_err[FV_MAX_COLUMNS];
 	struct fv_model *m = NULL;
 	struct fv_agg *agg = NULL;
 	float *delta = NULL;
@@ -543,6 +586,9 @@ static int federate(struct fed *f, struct client *cl, uint32_t K, struct fv_glob
 		if (r < 0)
 			goto out;
 		lr.bytes_down += (uint64_t)len * K;
+		if (kind == FV_ROUND_TRAIN && f->det &&
+		    (r = det_stats(f, &seen, &det_hist, det_col_err)) < 0)
+			goto out;
 		/* The coordinator sorts the answers by agent name before it
 		 * aggregates; selecting from the sorted list and answering in
 		 * that order gives the same. */
@@ -582,11 +628,18 @@ static int federate(struct fed *f, struct client *cl, uint32_t K, struct fv_glob
 					continue; /* not enough normal windows */
 				/* The agent's do_train_round(): calibrate the scorer on
 				 * its windows under the base model (scores and
-				 * per-column errors for the coordinator), then train. */
-				r = fv_scorer_set_model(c->sc, &seen);
-				if (r == 0)
-					r = fv_scorer_calibrate(c->sc, c->x, c->cont, c->N, &u.hist,
-								col_err);
+				 * per-column errors for the coordinator), then train.
+				 * With f->det the entities' statistics stand in. */
+				r = 0;
+				if (!f->det) {
+					r = fv_scorer_set_model(c->sc, &seen);
+					if (r == 0)
+						r = fv_scorer_calibrate(c->sc, c->x, c->cont, c->N,
+									&u.hist, col_err);
+				} else if (n_upd == 0) {
+					u.hist = det_hist;
+					memcpy(col_err, det_col_err, sizeof(det_col_err));
+				}
 				if (r == 0)
 					r = fv_local_train(&seen.spec, seen.params, seen.n_params, c->x,
 							   c->N, &lo, delta, &loss);
@@ -595,8 +648,8 @@ static int federate(struct fed *f, struct client *cl, uint32_t K, struct fv_glob
 					       c->name, fv_strerror(r));
 					goto out;
 				}
-				u.n_col_err = fv_global_columns(&seen);
-				u.col_err = col_err;
+				u.n_col_err = !f->det || n_upd == 0 ? fv_global_columns(&seen) : 0;
+				u.col_err = u.n_col_err ? col_err : NULL;
 				u.n_samples = c->N;
 				u.loss = loss;
 				u.n_params = seen.n_params;
@@ -679,6 +732,17 @@ static int federate(struct fed *f, struct client *cl, uint32_t K, struct fv_glob
 				cl[i].x = r == 0 ? prepare(cl[i].sc, cl[i].raw, cl[i].N, (size_t)W * C)
 						 : NULL;
 				if (!cl[i].x) {
+					r = r < 0 ? r : -ENOMEM;
+					goto out;
+				}
+			}
+			for (uint32_t i = 0; f->det && i < f->n_det; i++) {
+				struct client *d = &f->det[i];
+
+				r = fv_scorer_set_model(d->sc, &g);
+				free(d->x);
+				d->x = r == 0 ? prepare(d->sc, d->raw, d->N, (size_t)W * C) : NULL;
+				if (!d->x) {
 					r = r < 0 ? r : -ENOMEM;
 					goto out;
 				}
@@ -852,7 +916,7 @@ int ev_run(struct ev_ctx *cx, struct ev_result *res)
 	struct ent *ents = calloc(E, sizeof(*ents));
 	struct ewin *ew = calloc(E, sizeof(*ew));
 	struct fv_global *models = NULL;
-	struct client *cl = NULL;
+	struct client *cl = NULL, *det = NULL;
 	struct fed f = { .cx = cx, .res = res };
 	uint32_t K = 0, n_models = 0;
 	long *test_idx = NULL;
@@ -973,6 +1037,23 @@ int ev_run(struct ev_ctx *cx, struct ev_result *res)
 		break;
 	}
 	}
+	/* Where the training clients are not the entities, the entities
+	 * still score (and calibrate) their own rows: the threshold comes from
+	 * the same scores the test rows get (struct fed, det). */
+	if (cx->o.mode == EV_CENTRALIZED || cx->o.mode == EV_IID || cx->o.mode == EV_DIRICHLET) {
+		if (!(det = clients_new(cx, E, C, NULL)))
+			goto out;
+		for (uint32_t e = 0; e < E; e++) {
+			fv_strlcpy(det[e].name, ds->ent[e].name, sizeof(det[e].name));
+			det[e].N = ew[e].n;
+			det[e].raw = ew[e].raw;
+			det[e].cont = ew[e].cont;
+			ew[e].raw = NULL;
+			ew[e].cont = NULL;
+		}
+		f.det = det;
+		f.n_det = E;
+	}
 	for (uint32_t e = 0; e < E; e++) {
 		free(ew[e].raw);
 		free(ew[e].cont);
@@ -1002,6 +1083,8 @@ int ev_run(struct ev_ctx *cx, struct ev_result *res)
 	res->train_s = (double)(fv_now_mono_ms() - t0) / 1000.0;
 	clients_free(cl, K);
 	cl = NULL;
+	clients_free(det, E);
+	det = NULL;
 
 	/* Every entity's agent adopts its final model and scores the rest of
 	 * its timeline live. */
@@ -1050,6 +1133,7 @@ out:
 	if (r == -ENOMEM)
 		fv_log(FV_LOG_ERR, "out of memory");
 	clients_free(cl, K);
+	clients_free(det, det ? E : 0);
 	for (uint32_t e = 0; ents && e < E; e++)
 		ent_free(&ents[e]);
 	for (uint32_t e = 0; ew && e < E; e++) {
