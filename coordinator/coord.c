@@ -937,6 +937,8 @@ static int close_train(struct coord *co)
 		up[i].name = u->h.sender;
 		up[i].delta = u->delta;
 		up[i].n_samples = FV_MIN(u->n_samples, WEIGHT_MAX);
+		up[i].have_norm = u->have_norm;
+		up[i].norm = u->norm;
 		loss += (double)up[i].n_samples * u->loss;
 		wsum += (double)up[i].n_samples;
 	}
@@ -1437,6 +1439,12 @@ static void handle_update(struct coord *co, uint64_t round, const char *agent,
 	if (co->n_upd >= co->cap_upd) { /* cannot happen: selected and unique */
 		reject(co, FV_REJ_OTHER, agent, round, "update table full");
 		goto drop;
+	}
+	/* Its norm now, while the bytes are warm in the cache and the round
+	 * is waiting for others: the close reads every delta once less. */
+	if (co->kind == FV_ROUND_TRAIN && u.delta) {
+		u.norm = fv_agg_norm(u.delta, u.n_params);
+		u.have_norm = true;
 	}
 	co->upd[co->n_upd++] = u;
 	co->got[slot] = 1;

@@ -92,7 +92,15 @@ struct fv_agg_update {
 	const char *name;   /* agent name: unique within a round, sets the order */
 	const float *delta; /* n_params floats: local - base, all finite */
 	uint64_t n_samples; /* weight of the mean (FedAvg family without DP) */
+	bool have_norm;     /* norm below is fv_agg_norm(delta, n_params), computed
+			     * by the caller as the update arrived: the round then
+			     * skips its own pass over delta (finite check, norm) */
+	double norm;
 };
+
+/* The L2 norm of d (n) as fv_agg_round() computes it (a double sum in index
+ * order), or -1 when d holds a NaN or an Inf. */
+double fv_agg_norm(const float *d, size_t n);
 
 /* What a round did (fv_agg_round()). */
 struct fv_agg_result {

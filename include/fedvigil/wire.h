@@ -111,6 +111,10 @@ struct fv_update {
 	uint32_t n_col_err;           /* entries in col_err: 0 or the model's input columns */
 	double *col_err;              /* per column: sum over hist's windows of their mean
 				       * squared error there, owned (malloc) */
+	/* Not on the wire: a receiver's note of fv_agg_norm(delta) made as the
+	 * update arrived (the coordinator, off the round's closing path). */
+	bool have_norm;
+	double norm;
 };
 
 struct fv_global {

@@ -476,6 +476,15 @@ static bool optimize(struct fv_agg *a, const float *params, bool commit, double 
 
 /* ---- round ---- */
 
+double fv_agg_norm(const float *d, size_t n)
+{
+	double nrm = 0.0;
+
+	for (size_t j = 0; j < n; j++)
+		nrm += (double)d[j] * (double)d[j];
+	return isfinite(nrm) ? sqrt(nrm) : -1.0;
+}
+
 /* No NaN or Inf among x (n): every exponent bit set means one. */
 static bool all_finite(const float *x, size_t n)
 {
@@ -536,16 +545,23 @@ int fv_agg_round(struct fv_agg *a, const float *params, const struct fv_agg_upda
 		wsum += a->w[i];
 		/* One pass without early exits (it vectorises); the norm only
 		 * when clipping needs it (clip_norm, or clip_ratio without DP):
-		 * a close of thousands of updates reads every delta here once. */
-		if (c->clip_norm > 0.0 || (c->clip_ratio > 0.0 && !c->dp)) {
+		 * a close of thousands of updates reads every delta here once,
+		 * unless the caller did it as the update arrived. */
+		if (u->have_norm) {
+			if (!(u->norm >= 0.0) || !isfinite(u->norm))
+				return -ERANGE; /* fv_agg_norm() saw a NaN or an Inf */
+			a->nrm[i] = u->norm;
+		} else if (c->clip_norm > 0.0 || (c->clip_ratio > 0.0 && !c->dp)) {
 			for (size_t j = 0; j < a->n; j++)
 				nrm += (double)u->delta[j] * (double)u->delta[j];
 			if (!isfinite(nrm))
 				return -ERANGE;
+			a->nrm[i] = sqrt(nrm);
 		} else if (!all_finite(u->delta, a->n)) {
 			return -ERANGE;
+		} else {
+			a->nrm[i] = 0.0; /* not needed */
 		}
-		a->nrm[i] = sqrt(nrm);
 		a->in_use[i] = a->w[i] > 0.0;
 	}
 	/* Claimed counts are the agents' word: a weighted mean caps them at

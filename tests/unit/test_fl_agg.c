@@ -334,6 +334,73 @@ static void test_hand_clip(void **state)
 	fv_agg_free(a);
 }
 
+/* Norms noted by the caller as updates arrive (the coordinator does) give
+ * bit for bit the round of norms computed at the close, for every rule,
+ * with absolute and relative clipping on; a norm fv_agg_norm() marked as
+ * non-finite fails the round as a NaN delta does. */
+static void test_precomputed_norms(void **state)
+{
+	enum { K = 7, N = 37 };
+	static const enum fv_agg_algo algos[] = { FV_AGG_FEDAVG, FV_AGG_FEDAVGM, FV_AGG_FEDADAM,
+						  FV_AGG_MEDIAN, FV_AGG_TRIMMED_MEAN,
+						  FV_AGG_MULTI_KRUM };
+	static const char *const names[K] = { "g", "b", "e", "a", "f", "c", "d" };
+	float delta[K][N], base[N], p1[N], p2[N];
+	struct fv_agg_update up[K];
+	struct fv_rng rng;
+
+	(void)state;
+	fv_rng_seed(&rng, 11);
+	for (int j = 0; j < N; j++)
+		base[j] = (float)fv_rng_normal(&rng);
+	for (int i = 0; i < K; i++)
+		for (int j = 0; j < N; j++)
+			delta[i][j] = (float)(fv_rng_normal(&rng) * (i == 3 ? 40.0 : 1.0));
+	for (size_t t = 0; t < FV_ARRAY_SIZE(algos); t++) {
+		struct fv_agg_config c = cfg_of(algos[t], 0, 4.0);
+		struct fv_agg_result r1, r2;
+		struct fv_agg *a1, *a2;
+
+		c.clip_ratio = 2.0; /* the median norm's 2x: clips update "a" */
+		a1 = fv_agg_new(&c, N, K);
+		a2 = fv_agg_new(&c, N, K);
+		assert_non_null(a1);
+		assert_non_null(a2);
+		for (uint64_t round = 1; round <= 2; round++) {
+			for (int i = 0; i < K; i++)
+				up[i] = (struct fv_agg_update){ names[i], delta[i], 10 + i };
+			assert_int_equal(fv_agg_round(a1, base, up, K, 1.0, round, p1, NULL, &r1), 0);
+			for (int i = 0; i < K; i++) {
+				up[i].norm = fv_agg_norm(delta[i], N);
+				up[i].have_norm = true;
+				assert_true(up[i].norm > 0.0);
+			}
+			assert_int_equal(fv_agg_round(a2, base, up, K, 1.0, round, p2, NULL, &r2), 0);
+			assert_memory_equal(p1, p2, sizeof(p1));
+			assert_int_equal(r1.n_clipped, r2.n_clipped);
+			assert_true(r1.n_clipped >= 1);
+		}
+		/* The noted norm is what the round uses (it does not read the
+		 * delta again): one claimed far too large is clipped harder. */
+		up[0].norm = 1e6;
+		assert_int_equal(fv_agg_round(a2, base, up, K, 1.0, 3, p2, NULL, &r2), 0);
+		assert_true(memcmp(p1, p2, sizeof(p1)) != 0);
+		up[0].norm = fv_agg_norm(delta[0], N);
+		assert_int_equal(fv_agg_round(a1, base, up, K, 1.0, 3, p1, NULL, &r1), 0);
+		/* A delta with a NaN: its noted norm is -1, and the round fails
+		 * before touching anything. */
+		delta[5][N - 1] = NAN;
+		up[5].norm = fv_agg_norm(delta[5], N);
+		assert_true(up[5].norm == -1.0);
+		memcpy(p2, p1, sizeof(p1));
+		assert_int_equal(fv_agg_round(a2, base, up, K, 1.0, 3, p2, NULL, &r2), -ERANGE);
+		assert_memory_equal(p1, p2, sizeof(p1));
+		delta[5][N - 1] = 0.5f;
+		fv_agg_free(a1);
+		fv_agg_free(a2);
+	}
+}
+
 /* FedAvgM and FedAdam by hand, one coordinate, two rounds with D = 0.1 then
  * D = -0.2 (a single update each, so D is the update):
  *   FedAvgM eta 1, beta 0.9: m1 = 0.1, x1 = 0.1; m2 = 0.09 - 0.2 = -0.11,
@@ -632,6 +699,7 @@ int main(void)
 		cmocka_unit_test(test_permutation_invariance),
 		cmocka_unit_test(test_hand_robust),
 		cmocka_unit_test(test_hand_clip),
+		cmocka_unit_test(test_precomputed_norms),
 		cmocka_unit_test(test_hand_optimizers),
 		cmocka_unit_test(test_errors_atomic),
 		cmocka_unit_test(test_nonfinite_anywhere),
