@@ -824,6 +824,12 @@ static void mqtt_global_init(void)
 
 	io.do_openssl_init = 0;
 	MQTTAsync_global_init(&io);
+	/* Debian builds Paho without HIGH_PERFORMANCE: by default it formats a
+	 * trace line (vsnprintf under a global mutex) into an in-memory ring
+	 * at every function entry and exit and every protocol event, whether
+	 * anyone reads the ring or not. We never do (errors reach us through
+	 * the callbacks' return codes), so keep only its errors. */
+	MQTTAsync_setTraceLevel(MQTTASYNC_TRACE_ERROR);
 }
 
 struct fv_mqtt *fv_mqtt_new(const struct fv_mqtt_opts *o)
