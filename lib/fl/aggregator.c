@@ -476,12 +476,22 @@ static bool optimize(struct fv_agg *a, const float *params, bool commit, double 
 
 /* ---- round ---- */
 
+/* Eight running sums (j mod 8), added pairwise at the end: a fixed order,
+ * so the same bytes give the same norm wherever they are summed, and no
+ * chain of dependent additions (one sum was ~30 ms for 1,000 updates of
+ * 21,453 floats, latency-bound). */
 double fv_agg_norm(const float *d, size_t n)
 {
-	double nrm = 0.0;
+	double s[8] = { 0 };
+	size_t j = 0;
 
-	for (size_t j = 0; j < n; j++)
-		nrm += (double)d[j] * (double)d[j];
+	for (; j + 8 <= n; j += 8)
+		for (int l = 0; l < 8; l++)
+			s[l] += (double)d[j + l] * (double)d[j + l];
+	for (int l = 0; j < n; j++, l++)
+		s[l] += (double)d[j] * (double)d[j];
+	double nrm = ((s[0] + s[1]) + (s[2] + s[3])) + ((s[4] + s[5]) + (s[6] + s[7]));
+
 	return isfinite(nrm) ? sqrt(nrm) : -1.0;
 }
 
@@ -552,11 +562,10 @@ int fv_agg_round(struct fv_agg *a, const float *params, const struct fv_agg_upda
 				return -ERANGE; /* fv_agg_norm() saw a NaN or an Inf */
 			a->nrm[i] = u->norm;
 		} else if (c->clip_norm > 0.0 || (c->clip_ratio > 0.0 && !c->dp)) {
-			for (size_t j = 0; j < a->n; j++)
-				nrm += (double)u->delta[j] * (double)u->delta[j];
-			if (!isfinite(nrm))
+			nrm = fv_agg_norm(u->delta, a->n);
+			if (nrm < 0.0)
 				return -ERANGE;
-			a->nrm[i] = sqrt(nrm);
+			a->nrm[i] = nrm;
 		} else if (!all_finite(u->delta, a->n)) {
 			return -ERANGE;
 		} else {
