@@ -680,6 +680,20 @@ static void test_reject_bytes(void **state)
 	fv_update_clear(&u);
 }
 
+/* buf (len) with its one-byte varint at pos padded to 1 + extra bytes
+ * (0x80 continuations, a final 0x00) into pad; returns the new length. */
+static size_t pad_varint(const uint8_t *buf, size_t len, size_t pos, size_t extra, uint8_t *pad)
+{
+	size_t n = pos;
+
+	memcpy(pad, buf, pos);
+	pad[n++] = (uint8_t)(buf[pos] | (extra ? 0x80 : 0));
+	for (size_t i = 0; i < extra; i++)
+		pad[n++] = i + 1 < extra ? 0x80 : 0x00;
+	memcpy(pad + n, buf + pos + 1, len - pos - 1);
+	return n + len - pos - 1;
+}
+
 /* Padded (non-canonical) varints: protobuf-c 1.4.1 reads a key and a
  * length prefix in at most 5 bytes, so 5 decode and 6 are refused by the
  * scan, before the unpacker sees them (a 6-byte key once passed our scan
@@ -698,26 +712,15 @@ static void test_padded_varints(void **state)
 	pad = malloc(len + 16);
 	assert_non_null(pad);
 	for (size_t extra = 0; extra <= 5; extra++) {
-		/* The key padded to 1 + extra bytes. */
-		size_t n = 0;
+		/* pos 0: the header's key; pos 1: its length. */
+		for (size_t pos = 0; pos <= 1; pos++) {
+			size_t n = pad_varint(buf, len, pos, extra, pad);
+			int want = extra <= 4 ? 0 : -EBADMSG;
 
-		pad[n++] = (uint8_t)(buf[0] | (extra ? 0x80 : 0));
-		for (size_t i = 0; i < extra; i++)
-			pad[n++] = i + 1 < extra ? 0x80 : 0x00;
-		memcpy(pad + n, buf + 1, len - 1);
-		assert_int_equal(pb_scan(pad, n + len - 1, &pb_rules_announce),
-				 extra <= 4 ? 0 : -EBADMSG);
-		expect_announce(pad, n + len - 1, FLEET, extra <= 4 ? 0 : -EBADMSG);
-		/* The header's length padded to 1 + extra bytes. */
-		n = 0;
-		pad[n++] = buf[0];
-		pad[n++] = (uint8_t)(buf[1] | (extra ? 0x80 : 0));
-		for (size_t i = 0; i < extra; i++)
-			pad[n++] = i + 1 < extra ? 0x80 : 0x00;
-		memcpy(pad + n, buf + 2, len - 2);
-		assert_int_equal(pb_scan(pad, n + len - 2, &pb_rules_announce),
-				 extra <= 4 ? 0 : -EBADMSG);
-		expect_announce(pad, n + len - 2, FLEET, extra <= 4 ? 0 : -EBADMSG);
+			assert_int_equal(n, len + extra);
+			assert_int_equal(pb_scan(pad, n, &pb_rules_announce), want);
+			expect_announce(pad, n, FLEET, want);
+		}
 	}
 	free(pad);
 	free(buf);
