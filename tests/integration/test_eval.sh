@@ -91,6 +91,10 @@ check_report() { # DIR MODE CLIENTS
 		and .pooled.baselines.flag_everything.recall == 1
 		and .pooled.baselines.flag_nothing.f1 == 0
 		and (.pooled.point_adjusted.f1 | type == "number")
+		and (.pooled.best_factor | .f1 >= 0 and (.factor | type == "number")
+		     and (.confusion | .tp + .fp + .fn + .tn) == 1200)
+		and .pooled.best_factor.f1 >= .pooled.undebounced.f1
+		and ([.per_entity[] | .best_factor.f1 >= .undebounced.f1] | all)
 		and .bytes.total > 0 and .peak_rss_kb > 0 and .wall_time_s.total > 0
 		and ([.round_log[] | select(.round > 0)] | length) == 3 * (if $m == "local" then 3 else 1 end)
 	' "$r" >/dev/null || { jq -c '{mode, clients, rounds, pooled}' "$r"; fv_fail "$2: report fields"; }

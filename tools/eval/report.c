@@ -18,13 +18,73 @@
 /* All metrics of one set of points. */
 struct metrics {
 	size_t points, anomalies, unscored;
-	struct fv_confusion cm, cm_above, cm_adj, cm_all, cm_none;
-	struct fv_rates r, r_above, r_adj, r_all, r_none;
+	struct fv_confusion cm, cm_above, cm_adj, cm_all, cm_none, cm_best;
+	struct fv_rates r, r_above, r_adj, r_all, r_none, r_best;
 	double roc_auc, pr_auc; /* NAN when undefined */
+	double best_factor;     /* of cm_best; NAN when it flags nothing */
 };
 
-static void compute(const double *score, const uint8_t *pred, const uint8_t *above,
-		    const int8_t *label, size_t n, size_t unscored, struct metrics *m)
+struct ratio {
+	double r;     /* score / threshold in force */
+	int8_t label;
+};
+
+static int cmp_ratio_desc(const void *a, const void *b)
+{
+	double x = ((const struct ratio *)a)->r, y = ((const struct ratio *)b)->r;
+
+	return (x < y) - (x > y);
+}
+
+/* The best F1 over one factor f applied to every point's threshold in
+ * force (flag score >= f * threshold, undebounced): an oracle that reads
+ * the labels, to tell a threshold that falls in the wrong place from
+ * scores that cannot separate at any threshold. Points without a score or
+ * a threshold are never flagged; unlabelled points (label < 0) are
+ * skipped. ret_factor: the smallest ratio flagged, NAN if none is. */
+static void best_factor(const double *score, const float *thr, const int8_t *label, size_t n,
+			struct fv_confusion *ret_cm, double *ret_factor)
+{
+	struct ratio *v = malloc((n ? n : 1) * sizeof(*v));
+	uint64_t pos = 0, neg = 0, tp = 0, fp = 0;
+	double best = 0.0;
+	size_t k = 0;
+
+	*ret_factor = NAN;
+	memset(ret_cm, 0, sizeof(*ret_cm));
+	for (size_t i = 0; i < n; i++) {
+		if (label[i] < 0)
+			continue;
+		pos += label[i] == 1;
+		neg += label[i] == 0;
+		if (v && isfinite(score[i]) && thr[i] > 0.0f)
+			v[k++] = (struct ratio){ score[i] / (double)thr[i], label[i] };
+	}
+	ret_cm->fn = pos;
+	ret_cm->tn = neg;
+	if (!v)
+		return;
+	qsort(v, k, sizeof(*v), cmp_ratio_desc);
+	for (size_t i = 0; i < k; i++) {
+		double f1;
+
+		tp += v[i].label == 1;
+		fp += v[i].label == 0;
+		if (i + 1 < k && v[i + 1].r == v[i].r)
+			continue; /* a cut between equal ratios is no cut */
+		f1 = 2.0 * (double)tp / (double)(2 * tp + fp + (pos - tp));
+		if (tp > 0 && f1 > best) {
+			best = f1;
+			*ret_factor = v[i].r;
+			*ret_cm = (struct fv_confusion){ tp, fp, pos - tp, neg - fp };
+		}
+	}
+	free(v);
+}
+
+static void compute(const double *score, const float *thr, const uint8_t *pred,
+		    const uint8_t *above, const int8_t *label, size_t n, size_t unscored,
+		    struct metrics *m)
 {
 	uint8_t *adj = malloc(n ? n : 1), *ones = malloc(n ? n : 1);
 
@@ -48,6 +108,8 @@ static void compute(const double *score, const uint8_t *pred, const uint8_t *abo
 	fv_rates_from(&m->cm_adj, &m->r_adj);
 	fv_rates_from(&m->cm_all, &m->r_all);
 	fv_rates_from(&m->cm_none, &m->r_none);
+	best_factor(score, thr, label, n, &m->cm_best, &m->best_factor);
+	fv_rates_from(&m->cm_best, &m->r_best);
 	if (fv_roc_auc(score, label, n, &m->roc_auc) < 0)
 		m->roc_auc = NAN;
 	if (fv_pr_auc(score, label, n, &m->pr_auc) < 0)
@@ -112,6 +174,9 @@ static void metrics_json(cJSON *o, const struct metrics *m)
 	cJSON_AddNumberToObject(b, "tn", (double)m->cm.tn);
 	cJSON_AddItemToObject(o, "undebounced", rates_json(&m->r_above, &m->cm_above));
 	cJSON_AddItemToObject(o, "point_adjusted", rates_json(&m->r_adj, &m->cm_adj));
+	b = rates_json(&m->r_best, &m->cm_best);
+	add_num(b, "factor", m->best_factor);
+	cJSON_AddItemToObject(o, "best_factor", b);
 	b = cJSON_AddObjectToObject(o, "baselines");
 	cJSON_AddItemToObject(b, "flag_everything", rates_json(&m->r_all, NULL));
 	cJSON_AddItemToObject(b, "flag_nothing", rates_json(&m->r_none, NULL));
@@ -284,6 +349,14 @@ static int write_md(const struct ev_ctx *cx, const struct ev_result *res,
 	md_row(f, "fedvigil (alert state)", &pooled->r, pooled->roc_auc, pooled->pr_auc);
 	md_row(f, "score > threshold (undebounced)", &pooled->r_above, NAN, NAN);
 	md_row(f, "point-adjusted alert state (labelled: inflates recall)", &pooled->r_adj, NAN, NAN);
+	{
+		char name[128];
+
+		snprintf(name, sizeof(name),
+			 "best factor on the threshold (oracle, labelled: score >= %.4g x threshold)",
+			 pooled->best_factor);
+		md_row(f, name, &pooled->r_best, NAN, NAN);
+	}
 	md_row(f, "flag everything (baseline)", &pooled->r_all, 0.5, NAN);
 	md_row(f, "flag nothing (baseline)", &pooled->r_none, 0.5, NAN);
 	fprintf(f, "\nPooled confusion: TP %" PRIu64 ", FP %" PRIu64 ", FN %" PRIu64 ", TN %" PRIu64
@@ -340,6 +413,7 @@ int ev_report(const struct ev_ctx *cx, const struct ev_result *res)
 	struct metrics pooled, *ent = calloc(ds->n_entities, sizeof(*ent));
 	size_t n = 0, at = 0, unscored = 0;
 	double *score = NULL;
+	float *thr = NULL;
 	uint8_t *pred = NULL, *above = NULL;
 	int8_t *label = NULL;
 	cJSON *root = NULL, *o, *a;
@@ -351,22 +425,25 @@ int ev_report(const struct ev_ctx *cx, const struct ev_result *res)
 		unscored += res->pts[e].unscored;
 	}
 	score = malloc((n ? n : 1) * sizeof(*score));
+	thr = malloc((n ? n : 1) * sizeof(*thr));
 	pred = malloc(n ? n : 1);
 	above = malloc(n ? n : 1);
 	label = malloc(n ? n : 1);
-	if (!ent || !score || !pred || !above || !label)
+	if (!ent || !score || !thr || !pred || !above || !label)
 		goto out;
 	for (uint32_t e = 0; e < ds->n_entities; e++) {
 		const struct ev_points *p = &res->pts[e];
 
-		compute(p->score, p->pred, p->above, p->label, p->n, p->unscored, &ent[e]);
+		compute(p->score, p->threshold, p->pred, p->above, p->label, p->n, p->unscored,
+			&ent[e]);
 		memcpy(score + at, p->score, p->n * sizeof(*score));
+		memcpy(thr + at, p->threshold, p->n * sizeof(*thr));
 		memcpy(pred + at, p->pred, p->n);
 		memcpy(above + at, p->above, p->n);
 		memcpy(label + at, p->label, p->n);
 		at += p->n;
 	}
-	compute(score, pred, above, label, n, unscored, &pooled);
+	compute(score, thr, pred, above, label, n, unscored, &pooled);
 	spec_text(&res->spec, layers, sizeof(layers));
 
 	root = cJSON_CreateObject();
@@ -499,6 +576,7 @@ out:
 	cJSON_Delete(root);
 	free(ent);
 	free(score);
+	free(thr);
 	free(pred);
 	free(above);
 	free(label);
