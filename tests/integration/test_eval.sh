@@ -155,6 +155,22 @@ for m in m1 m2 m3; do
 		fv_fail "$m: verdicts before the cut changed when later rows were removed (not causal)"
 done
 
+# tools/eval/run-experiments on a list of its format: comments (one with an
+# apostrophe, which once made it fail before running anything), an
+# absolute manifest path; its row is the report's.
+cat > "$FV_TMP/list.txt" <<EOF
+# the detector's defaults, "quoted"
+synth-fed | $FV_TMP/synth.ini | --mode federated --plots none
+   # indented comment
+EOF
+FV_DATA_DIR=$FV_TMP "$FV_SOURCE_DIR/tools/eval/run-experiments" --list "$FV_TMP/list.txt" \
+	--bin "$FV_BINARY_DIR" --out "$FV_TMP/exps" > "$FV_TMP/exps.md" 2> "$FV_TMP/exps.err" ||
+	{ cat "$FV_TMP/exps.err"; fv_fail "run-experiments failed"; }
+f1=$(jq -r '.pooled.f1 * 1000 | round / 1000 | tostring' "$FV_TMP/exps/synth-fed/report.json")
+grep -q "^| synth-fed | federated | $f1 |" "$FV_TMP/exps.md" ||
+	{ cat "$FV_TMP/exps.md"; fv_fail "run-experiments: no row with F1 $f1"; }
+[ "$(grep -c '^| synth-fed' "$FV_TMP/exps.md")" -eq 1 ] || fv_fail "run-experiments: comments became rows"
+
 # --set reaches both configurations; errors are usage errors (2) that say why.
 run federated "$FV_TMP/set" --plots none --set detect.k=1 --set detect.n=1 --set threshold.margin=2
 jq -e '.detect.k == 1 and .threshold.margin == 2' "$FV_TMP/set/report.json" >/dev/null || fv_fail "--set not applied"
