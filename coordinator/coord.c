@@ -301,25 +301,6 @@ static void crash_mid_write(const char *path, const uint8_t *buf, size_t len, ui
 
 /* ---- state file ---- */
 
-static int mkdir_p(const char *dir)
-{
-	char path[600];
-	size_t len;
-
-	if (fv_strlcpy(path, dir, sizeof(path)) < 0)
-		return -ENAMETOOLONG;
-	len = strlen(path);
-	for (size_t i = 1; i <= len; i++) {
-		if (path[i] != '/' && path[i] != '\0')
-			continue;
-		path[i] = '\0';
-		if (mkdir(path, 0750) < 0 && errno != EEXIST)
-			return -errno;
-		path[i] = i == len ? '\0' : '/';
-	}
-	return 0;
-}
-
 static int persist(struct coord *co)
 {
 	struct fv_coord_state st;
@@ -345,7 +326,7 @@ static int persist(struct coord *co)
 	}
 	if (st.round > 0 && crash_at("writing", st.round - 1))
 		crash_mid_write(co->state_path, buf, len, st.round - 1);
-	r = mkdir_p(co->cfg->state_dir);
+	r = fv_mkdir_p(co->cfg->state_dir, 0750);
 	if (r == 0)
 		r = fv_file_write_atomic(co->state_path, buf, len);
 	free(buf);

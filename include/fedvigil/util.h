@@ -97,6 +97,9 @@ uint32_t fv_crc32(uint32_t crc, const void *buf, size_t len);
  * rename over path, fsync the directory. On failure the old file is left
  * intact and "<path>.new" removed. Returns 0 or -errno. */
 int fv_file_write_atomic(const char *path, const void *buf, size_t len);
+/* mkdir -p: create dir and any missing parents with mode (existing ones
+ * are fine). 0, -ENAMETOOLONG (4095 bytes at most) or -errno of mkdir(2). */
+int fv_mkdir_p(const char *dir, unsigned mode);
 /* Read a whole file of at most max_len bytes. *ret_buf is malloc'd and owned
  * by the caller. -E2BIG if larger, -errno on I/O errors. */
 int fv_file_read(const char *path, size_t max_len, void **ret_buf, size_t *ret_len);

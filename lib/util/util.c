@@ -240,6 +240,25 @@ static int write_all(int fd, const void *buf, size_t len)
 	return 0;
 }
 
+int fv_mkdir_p(const char *dir, unsigned mode)
+{
+	char path[4096];
+	size_t len;
+
+	if (fv_strlcpy(path, dir, sizeof(path)) < 0)
+		return -ENAMETOOLONG;
+	len = strlen(path);
+	for (size_t i = 1; i <= len; i++) {
+		if (path[i] != '/' && path[i] != '\0')
+			continue;
+		path[i] = '\0';
+		if (mkdir(path, (mode_t)mode) < 0 && errno != EEXIST)
+			return -errno;
+		path[i] = i == len ? '\0' : '/';
+	}
+	return 0;
+}
+
 int fv_file_write_atomic(const char *path, const void *buf, size_t len)
 {
 	char tmp[4096], dir[4096];

@@ -5,6 +5,7 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include <errno.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -101,6 +102,46 @@ static void test_atomic_file(void **state)
 	rmdir(dir);
 }
 
+static void test_mkdir_p(void **state)
+{
+	char dir[] = "/tmp/fvmkdirXXXXXX", path[256], file[256];
+	struct stat st;
+	FILE *f;
+
+	(void)state;
+	assert_non_null(mkdtemp(dir));
+	snprintf(path, sizeof(path), "%s/a/b/c/", dir);
+	assert_int_equal(fv_mkdir_p(path, 0750), 0);
+	assert_int_equal(stat(path, &st), 0);
+	assert_true(S_ISDIR(st.st_mode));
+	assert_int_equal(st.st_mode & 0777 & ~0750, 0);
+	assert_int_equal(fv_mkdir_p(path, 0750), 0); /* already there */
+	/* A file in the way of a parent. */
+	snprintf(file, sizeof(file), "%s/a/f", dir);
+	f = fopen(file, "w");
+	assert_non_null(f);
+	fclose(f);
+	snprintf(path, sizeof(path), "%s/a/f/g", dir);
+	assert_int_equal(fv_mkdir_p(path, 0750), -ENOTDIR);
+	{
+		char *huge = malloc(5000);
+
+		assert_non_null(huge);
+		memset(huge, 'a', 4999);
+		huge[4999] = '\0';
+		assert_int_equal(fv_mkdir_p(huge, 0750), -ENAMETOOLONG);
+		free(huge);
+	}
+	unlink(file);
+	snprintf(path, sizeof(path), "%s/a/b/c", dir);
+	rmdir(path);
+	snprintf(path, sizeof(path), "%s/a/b", dir);
+	rmdir(path);
+	snprintf(path, sizeof(path), "%s/a", dir);
+	rmdir(path);
+	rmdir(dir);
+}
+
 static void test_names(void **state)
 {
 	char small[4];
@@ -137,6 +178,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_iso8601),	   cmocka_unit_test(test_crc32),
 		cmocka_unit_test(test_rng),	   cmocka_unit_test(test_atomic_file),
+		cmocka_unit_test(test_mkdir_p),
 		cmocka_unit_test(test_names),	   cmocka_unit_test(test_ratelimit),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -86,6 +86,25 @@ bool fv_cli_prefix_valid(const char *s)
 	return *s && strlen(s) < 200 && !strpbrk(s, "+#") && s[strlen(s) - 1] != '/';
 }
 
+int fv_cli_opt_broker(const char *s, const char **ret)
+{
+	if (!fv_cli_broker_valid(s))
+		return fv_cli_usage_error("--broker: '%s' is not a broker URI (like "
+					  "tcp://127.0.0.1:1883; also mqtt, ssl, mqtts, ws, wss)",
+					  s);
+	*ret = s;
+	return 0;
+}
+
+int fv_cli_opt_prefix(const char *s, const char **ret)
+{
+	if (!fv_cli_prefix_valid(s))
+		return fv_cli_usage_error("--prefix: '%s' is not a valid topic prefix "
+					  "(non-empty, no '+' or '#', no trailing '/')", s);
+	*ret = s;
+	return 0;
+}
+
 void fv_cli_mqtt_init(struct fv_cli_mqtt *m)
 {
 	memset(m, 0, sizeof(*m));

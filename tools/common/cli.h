@@ -28,6 +28,10 @@ int fv_cli_parse_num(const char *flag, const char *s, double min, double max, do
 bool fv_cli_broker_valid(const char *s);
 /* A topic prefix: non-empty, < 200 chars, no wildcards, no trailing '/'. */
 bool fv_cli_prefix_valid(const char *s);
+/* --broker / --prefix values: *ret = s and 0 when valid, else the usage
+ * error printed and 2 returned (the usage exit code). */
+int fv_cli_opt_broker(const char *s, const char **ret);
+int fv_cli_opt_prefix(const char *s, const char **ret);
 
 /* ---- broker authentication and TLS, shared by the tools that connect ----
  * Add FV_CLI_MQTT_LONGOPTS to the getopt_long table, FV_CLI_MQTT_HELP to

@@ -113,25 +113,6 @@ static int add_set(struct ev_ctx *cx, const char *key, const char *value, const 
 	return apply_set(cx, &cx->sets[cx->n_sets++]);
 }
 
-static int mkdir_p(const char *dir)
-{
-	char path[4096];
-	size_t len;
-
-	if (fv_strlcpy(path, dir, sizeof(path)) < 0)
-		return -ENAMETOOLONG;
-	len = strlen(path);
-	for (size_t i = 1; i <= len; i++) {
-		if (path[i] != '/' && path[i] != '\0')
-			continue;
-		path[i] = '\0';
-		if (mkdir(path, 0755) < 0 && errno != EEXIST)
-			return -errno;
-		path[i] = i == len ? '\0' : '/';
-	}
-	return 0;
-}
-
 /* --entities: keep the listed entities (in the manifest's order). */
 static int keep_entities(struct fv_manifest *m, const char *list)
 {
@@ -284,11 +265,8 @@ int main(int argc, char **argv)
 			only = optarg;
 			break;
 		case OPT_BROKER:
-			if (!fv_cli_broker_valid(optarg))
-				return fv_cli_usage_error("--broker: '%s' is not a broker URI like "
-							  "tcp://127.0.0.1:1883",
-							  optarg);
-			cx.o.broker = optarg;
+			if (fv_cli_opt_broker(optarg, &cx.o.broker))
+				return 2;
 			break;
 		case OPT_BIN:
 			cx.o.bindir = optarg;
@@ -395,7 +373,7 @@ int main(int argc, char **argv)
 			cx.ac.n);
 		goto usage_fail;
 	}
-	r = mkdir_p(cx.o.out);
+	r = fv_mkdir_p(cx.o.out, 0755);
 	if (r < 0) {
 		fprintf(stderr, PROG ": --out %s: cannot create: %s\n", cx.o.out, fv_strerror(r));
 		goto out;

@@ -378,17 +378,12 @@ static int parse_args(int argc, char **argv, struct opts *o)
 	while ((c = getopt_long(argc, argv, ":b:p:m:qhV", longopts, NULL)) != -1) {
 		switch (c) {
 		case 'b':
-			if (!fv_cli_broker_valid(optarg))
-				return fv_cli_usage_error("--broker: '%s' is not a broker URI (like "
-						   "tcp://127.0.0.1:1883; also mqtt, ssl, mqtts, ws, "
-						   "wss)", optarg);
-			o->broker = optarg;
+			if (fv_cli_opt_broker(optarg, &o->broker))
+				return 2;
 			break;
 		case 'p':
-			if (!fv_cli_prefix_valid(optarg))
-				return fv_cli_usage_error("--prefix: '%s' is not a valid topic prefix "
-						   "(non-empty, no '+' or '#', no trailing '/')", optarg);
-			o->prefix = optarg;
+			if (fv_cli_opt_prefix(optarg, &o->prefix))
+				return 2;
 			break;
 		case 'm': {
 			char *eq = strchr(optarg, '=');
