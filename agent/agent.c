@@ -12,6 +12,7 @@
 #include "agent.h"
 #include "fedvigil/sign.h"
 #include "fedvigil/svc.h"
+#include "fedvigil/vecbuf.h"
 #include "fedvigil/version.h"
 
 #define MAX_TICKS_PER_MSG 100000
@@ -22,19 +23,6 @@
 #define RESYNC_AFTER_MS 2000
 #define RESYNC_EVERY_MS 5000
 
-/* Recent complete vectors (the local training set). A vector is "bad" when
- * it belonged to a window that scored above the threshold or fell inside an
- * alert: those never train the model. */
-struct vecbuf {
-	uint32_t C;      /* channels */
-	size_t cap;      /* vectors */
-	size_t head;     /* next slot */
-	size_t len;      /* stored vectors */
-	float *v;        /* (cap, C) */
-	int64_t *ts;     /* (cap) tick times */
-	uint8_t *bad;    /* (cap) */
-};
-
 struct agent {
 	struct agent_config cfg;
 	struct fv_mqtt *mq;
@@ -43,7 +31,7 @@ struct agent {
 
 	/* ingest */
 	struct fv_align *align;
-	struct vecbuf buf;
+	struct fv_vecbuf buf;
 	float *vec;                 /* (C) scratch */
 	struct fv_chstats *stats;   /* (C) all complete vectors since start */
 
@@ -138,48 +126,6 @@ static void crash_at(const char *point, uint64_t round)
 	}
 }
 static void calibrate(struct agent *a);
-
-/* ---- vector buffer ---- */
-
-static int vecbuf_init(struct vecbuf *b, uint32_t C, size_t cap)
-{
-	b->C = C;
-	b->cap = cap;
-	b->v = calloc(cap * C, sizeof(float));
-	b->ts = calloc(cap, sizeof(int64_t));
-	b->bad = calloc(cap, 1);
-	return b->v && b->ts && b->bad ? 0 : -ENOMEM;
-}
-
-static void vecbuf_free(struct vecbuf *b)
-{
-	free(b->v);
-	free(b->ts);
-	free(b->bad);
-}
-
-static void vecbuf_push(struct vecbuf *b, const float *v, int64_t ts)
-{
-	memcpy(b->v + b->head * b->C, v, b->C * sizeof(float));
-	b->ts[b->head] = ts;
-	b->bad[b->head] = 0;
-	b->head = (b->head + 1) % b->cap;
-	if (b->len < b->cap)
-		b->len++;
-}
-
-/* i-th vector, 0 = oldest. */
-static size_t vecbuf_slot(const struct vecbuf *b, size_t i)
-{
-	return (b->head + b->cap - b->len + i) % b->cap;
-}
-
-/* Mark the newest n vectors as not for training. */
-static void vecbuf_mark_recent(struct vecbuf *b, size_t n)
-{
-	for (size_t i = 0; i < n && i < b->len; i++)
-		b->bad[vecbuf_slot(b, b->len - 1 - i)] = 1;
-}
 
 /* ---- publishing helpers ---- */
 
@@ -646,48 +592,20 @@ static void winset_free(struct winset *ws)
 static void window_row(void *ctx, size_t i, float *dst)
 {
 	const struct winset *ws = ctx;
-	const struct vecbuf *b = &ws->a->buf;
-	uint32_t C = b->C, W = ws->a->gm.window;
 
-	for (uint32_t w = 0; w < W; w++)
-		memcpy(ws->raw + (size_t)w * C, b->v + vecbuf_slot(b, ws->end[i] + 1 - W + w) * C,
-		       C * sizeof(float));
+	fv_vecbuf_window(&ws->a->buf, ws->end[i], ws->a->gm.window, ws->raw);
 	fv_scorer_prepare(ws->a->sc, ws->raw, dst);
 }
 
 static int collect_windows(struct agent *a, struct winset *ws)
 {
-	const struct vecbuf *b = &a->buf;
-	uint32_t C = b->C, W = a->gm.window, S = a->gm.stride;
-	int64_t period = a->cfg.period_ms;
-	size_t max = b->len / S + 1, run = 0;
-	bool same_run = false;
-
 	memset(ws, 0, sizeof(*ws));
 	ws->a = a;
-	ws->end = malloc(max * sizeof(size_t));
-	ws->cont = calloc(max, 1);
-	ws->raw = malloc((size_t)W * C * sizeof(float));
-	if (!ws->end || !ws->cont || !ws->raw) {
+	ws->raw = malloc((size_t)a->gm.window * a->buf.C * sizeof(float));
+	if (!ws->raw || fv_vecbuf_windows(&a->buf, a->gm.window, a->gm.stride, a->cfg.period_ms,
+					  &ws->end, &ws->cont, NULL, &ws->n) < 0) {
 		winset_free(ws);
 		return -ENOMEM;
-	}
-	for (size_t i = 0; i < b->len; i++) {
-		size_t s = vecbuf_slot(b, i);
-
-		if (b->bad[s] || (run > 0 && b->ts[s] - b->ts[vecbuf_slot(b, i - 1)] != period)) {
-			run = 0;
-			same_run = false;
-		}
-		if (b->bad[s])
-			continue;
-		run++;
-		if (run >= W && (run - W) % S == 0 && ws->n < max) {
-			ws->end[ws->n] = i;
-			ws->cont[ws->n] = same_run;
-			same_run = true;
-			ws->n++;
-		}
 	}
 	return 0;
 }
@@ -970,7 +888,7 @@ static void on_window(struct agent *a, int64_t start_ms, int64_t end_ms)
 	above = thr > 0 && score > thr;
 	if (above) {
 		a->n_above++;
-		vecbuf_mark_recent(&a->buf, W);
+		fv_vecbuf_mark_recent(&a->buf, W);
 	}
 	if (!isfinite(score))
 		return;
@@ -979,7 +897,7 @@ static void on_window(struct agent *a, int64_t start_ms, int64_t end_ms)
 	if (a->det.raised && (ev == FV_DETECT_RAISED || a->det.max_score == score))
 		memcpy(a->alert_share, a->share, C * sizeof(float));
 	if (was_raised || a->det.raised)
-		vecbuf_mark_recent(&a->buf, a->gm.stride);
+		fv_vecbuf_mark_recent(&a->buf, a->gm.stride);
 	log_score(a, end_ms, score, thr, above);
 	/* After the verdict: the adaptive threshold learns from the windows
 	 * (censored above the threshold; those of an alert below it left out). */
@@ -1009,7 +927,7 @@ static void on_vector(struct agent *a, int ok, int64_t tick)
 	a->n_vectors++;
 	for (uint32_t c = 0; c < a->cfg.n_channels; c++)
 		fv_chstats_add(&a->stats[c], a->vec[c]);
-	vecbuf_push(&a->buf, a->vec, tick);
+	fv_vecbuf_push(&a->buf, a->vec, tick);
 	if (a->have_model && fv_window_push(a->win, a->vec, tick, a->winbuf, &start) == 1)
 		on_window(a, start, tick);
 	if (a->have_model && a->buf.len >= FV_MAX(2 * a->calib_len, CALIB_MIN_VECTORS) &&
@@ -1221,7 +1139,7 @@ struct agent *agent_new(const struct agent_config *c)
 	a->stats = calloc(C, sizeof(*a->stats));
 	a->n_readings = calloc(C, sizeof(*a->n_readings));
 	if (!a->align || !a->vec || !a->share || !a->alert_share || !a->stats || !a->n_readings ||
-	    vecbuf_init(&a->buf, C, (size_t)c->buffer) < 0)
+	    fv_vecbuf_init(&a->buf, C, (size_t)c->buffer) < 0)
 		goto fail;
 	for (uint32_t i = 0; i < C; i++)
 		fv_chstats_init(&a->stats[i]);
@@ -1301,7 +1219,7 @@ void agent_free(struct agent *a)
 	fv_global_clear(&a->gm);
 	fv_announce_clear(&a->ann);
 	fv_align_free(a->align);
-	vecbuf_free(&a->buf);
+	fv_vecbuf_free(&a->buf);
 	free(a->vec);
 	free(a->share);
 	free(a->alert_share);

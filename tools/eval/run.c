@@ -27,6 +27,7 @@
 #include "fedvigil/fleet.h"
 #include "fedvigil/ingest.h"
 #include "fedvigil/scorer.h"
+#include "fedvigil/vecbuf.h"
 #include "round.h"
 
 #define MAX_TICKS_PER_MSG 100000 /* as agent/agent.c */
@@ -34,95 +35,29 @@
 #define WEIGHT_MAX (1ull << 40)  /* as coordinator/coord.c */
 #define FLEET "eval"
 
-/* ---- the agent's vector buffer (agent/agent.c struct vecbuf) ---- */
-
-struct vecbuf {
-	uint32_t C;
-	size_t cap, head, len;
-	float *v;     /* (cap, C) */
-	int64_t *ts;  /* (cap) */
-	uint8_t *bad; /* (cap) */
-};
-
-static int vecbuf_init(struct vecbuf *b, uint32_t C, size_t cap)
-{
-	b->C = C;
-	b->cap = cap;
-	b->head = b->len = 0;
-	b->v = calloc(cap * C, sizeof(float));
-	b->ts = calloc(cap, sizeof(int64_t));
-	b->bad = calloc(cap, 1);
-	return b->v && b->ts && b->bad ? 0 : -ENOMEM;
-}
-
-static void vecbuf_free(struct vecbuf *b)
-{
-	free(b->v);
-	free(b->ts);
-	free(b->bad);
-	memset(b, 0, sizeof(*b));
-}
-
-static void vecbuf_push(struct vecbuf *b, const float *v, int64_t ts)
-{
-	memcpy(b->v + b->head * b->C, v, b->C * sizeof(float));
-	b->ts[b->head] = ts;
-	b->bad[b->head] = 0;
-	b->head = (b->head + 1) % b->cap;
-	if (b->len < b->cap)
-		b->len++;
-}
-
-static size_t vecbuf_slot(const struct vecbuf *b, size_t i)
-{
-	return (b->head + b->cap - b->len + i) % b->cap;
-}
-
-static void vecbuf_mark_recent(struct vecbuf *b, size_t n)
-{
-	for (size_t i = 0; i < n && i < b->len; i++)
-		b->bad[vecbuf_slot(b, b->len - 1 - i)] = 1;
-}
-
-/* Raw training windows as agent.c's collect_windows() cuts them (stride S,
- * no bad vectors, consecutive ticks), unprepared: ret_x (N, W*C), ret_cont
- * (N) = follows the previous window in the same run, ret_first (N) = first
- * window of its run (may be NULL). */
-static int collect_raw(const struct vecbuf *b, uint32_t W, uint32_t S, int64_t period,
+/* Raw training windows as the agent cuts them (fv_vecbuf_windows()),
+ * unprepared: ret_x (N, W*C), ret_cont (N) = follows the previous window
+ * in the same run, ret_first (N) = first window of its run (may be NULL). */
+static int collect_raw(const struct fv_vecbuf *b, uint32_t W, uint32_t S, int64_t period,
 		       float **ret_x, uint8_t **ret_cont, uint8_t **ret_first, size_t *ret_n)
 {
-	uint32_t C = b->C;
-	size_t D = (size_t)W * C, max = b->len / S + 1, n = 0, run = 0;
-	float *x = malloc(max * D * sizeof(float));
-	uint8_t *cont = calloc(max, 1), *first = calloc(max, 1);
-	bool same_run = false;
+	size_t D = (size_t)W * b->C, n;
+	size_t *end = NULL;
+	uint8_t *cont = NULL, *first = NULL;
+	float *x;
 
-	if (!x || !cont || !first) {
-		free(x);
+	if (fv_vecbuf_windows(b, W, S, period, &end, &cont, &first, &n) < 0)
+		return -ENOMEM;
+	x = malloc((n ? n : 1) * D * sizeof(float));
+	if (!x) {
+		free(end);
 		free(cont);
 		free(first);
 		return -ENOMEM;
 	}
-	for (size_t i = 0; i < b->len; i++) {
-		size_t s = vecbuf_slot(b, i);
-
-		if (b->bad[s] || (run > 0 && b->ts[s] - b->ts[vecbuf_slot(b, i - 1)] != period)) {
-			run = 0;
-			same_run = false;
-		}
-		if (b->bad[s])
-			continue;
-		run++;
-		if (run >= W && (run - W) % S == 0 && n < max) {
-			for (uint32_t w = 0; w < W; w++)
-				memcpy(x + n * D + (size_t)w * C,
-				       b->v + vecbuf_slot(b, i + 1 - W + w) * C, C * sizeof(float));
-			cont[n] = same_run;
-			first[n] = run == W;
-			same_run = true;
-			n++;
-		}
-	}
+	for (size_t i = 0; i < n; i++)
+		fv_vecbuf_window(b, end[i], W, x + i * D);
+	free(end);
 	*ret_x = x;
 	*ret_cont = cont;
 	if (ret_first)
@@ -147,7 +82,7 @@ static float *prepare(const struct fv_scorer *sc, const float *raw, size_t N, si
 }
 
 /* The agent's calibrate(): on the buffer's normal windows. */
-static int calibrate(struct fv_scorer *sc, const struct vecbuf *b, uint32_t W, uint32_t S,
+static int calibrate(struct fv_scorer *sc, const struct fv_vecbuf *b, uint32_t W, uint32_t S,
 		     int64_t period)
 {
 	float *raw = NULL, *x;
@@ -177,7 +112,7 @@ struct ent {
 	size_t n_obs, p;          /* their count; the row mapping's position */
 	size_t next;              /* rows [0, next) of the timeline are streamed */
 	int64_t last_ts;          /* of the last streamed row */
-	struct vecbuf buf;        /* the training buffer */
+	struct fv_vecbuf buf;     /* the training buffer */
 	struct fv_chstats *stats; /* (C) every complete vector */
 	uint64_t n_vectors;
 	/* scoring (pass B) */
@@ -198,7 +133,7 @@ static void ent_free(struct ent *t)
 	fv_align_free(t->al);
 	free(t->vec);
 	free(t->obs);
-	vecbuf_free(&t->buf);
+	fv_vecbuf_free(&t->buf);
 	free(t->stats);
 	fv_scorer_free(t->sc);
 	fv_window_free(t->win);
@@ -229,7 +164,7 @@ static int ent_init(struct ent *t, const struct ev_ctx *cx, const struct fv_ds_e
 	t->sc = fv_scorer_new(&so, C);
 	t->last_ts = INT64_MIN;
 	if (!t->al || !t->vec || !t->obs || !t->stats || !t->sc ||
-	    vecbuf_init(&t->buf, C, (size_t)ac->buffer) < 0 || fv_detect_init(&t->det, &dopt) < 0)
+	    fv_vecbuf_init(&t->buf, C, (size_t)ac->buffer) < 0 || fv_detect_init(&t->det, &dopt) < 0)
 		return -ENOMEM;
 	for (uint32_t c = 0; c < C; c++)
 		fv_chstats_init(&t->stats[c]);
@@ -252,13 +187,13 @@ static void on_window(struct ent *t, int64_t start, int64_t end, long row)
 	thr = fv_scorer_threshold(t->sc);
 	above = thr > 0 && score > thr;
 	if (above)
-		vecbuf_mark_recent(&t->buf, g->window);
+		fv_vecbuf_mark_recent(&t->buf, g->window);
 	if (!isfinite(score))
 		return;
 	was_raised = t->det.raised;
 	fv_detect_push(&t->det, score, thr, start, end);
 	if (was_raised || t->det.raised)
-		vecbuf_mark_recent(&t->buf, g->stride);
+		fv_vecbuf_mark_recent(&t->buf, g->stride);
 	k = row >= 0 && t->test_idx ? t->test_idx[row] : -1;
 	/* Several ticks on one row (rows sparser than the period): the
 	 * highest score and any alert count, as fedvigil-score does. */
@@ -287,7 +222,7 @@ static void on_vector(struct ent *t, int ok, int64_t tick, long row)
 	t->n_vectors++;
 	for (uint32_t c = 0; c < t->C; c++)
 		fv_chstats_add(&t->stats[c], t->vec[c]);
-	vecbuf_push(&t->buf, t->vec, tick);
+	fv_vecbuf_push(&t->buf, t->vec, tick);
 	if (t->g && fv_window_push(t->win, t->vec, tick, t->winbuf, &start) == 1)
 		on_window(t, start, tick, row);
 	if (t->g && t->buf.len >= FV_MAX(2 * t->calib_len, CALIB_MIN_VECTORS) &&
