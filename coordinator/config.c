@@ -349,18 +349,9 @@ int coord_config_finish(struct coord_config *c, char *err, size_t errlen)
 			return -EINVAL;
 		}
 	}
-	if (c->metrics_listen[0]) {
-		char host[64];
-		uint16_t port;
-
-		if (fv_httpd_parse_listen(c->metrics_listen, host, sizeof(host), &port) < 0) {
-			snprintf(err, errlen,
-				 "metrics.listen = '%s': not PORT, IPV4:PORT or [IPV6]:PORT "
-				 "(numeric addresses)",
-				 c->metrics_listen);
-			return -EINVAL;
-		}
-	}
+	if (c->metrics_listen[0] &&
+	    fv_httpd_check_listen("metrics.listen", c->metrics_listen, err, errlen) < 0)
+		return -EINVAL;
 	if (!c->state_dir[0]) {
 		snprintf(err, errlen, "coordinator.state_dir is empty");
 		return -EINVAL;

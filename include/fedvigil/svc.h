@@ -123,6 +123,9 @@ typedef void (*fv_httpd_render_fn)(struct fv_prom *p, void *userdata);
  * ret_host (NUL-terminated, "127.0.0.1" when omitted) and *ret_port.
  * 0 or -EINVAL. */
 int fv_httpd_parse_listen(const char *s, char *ret_host, size_t hostlen, uint16_t *ret_port);
+/* A config value for it (key names it in the message): 0, or -EINVAL with
+ * "KEY = 'S': not PORT, IPV4:PORT or [IPV6]:PORT ..." in err. */
+int fv_httpd_check_listen(const char *key, const char *s, char *err, size_t errlen);
 /* Listen on addr ("127.0.0.1:9108", see fv_httpd_parse_listen; port 0 picks
  * a free one). NULL on failure with the reason in err. Caller owns it. */
 struct fv_httpd *fv_httpd_new(const char *addr, fv_httpd_render_fn render, void *userdata,

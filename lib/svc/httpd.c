@@ -81,6 +81,18 @@ int fv_httpd_parse_listen(const char *s, char *ret_host, size_t hostlen, uint16_
 	return 0;
 }
 
+int fv_httpd_check_listen(const char *key, const char *s, char *err, size_t errlen)
+{
+	char host[64];
+	uint16_t port;
+
+	if (fv_httpd_parse_listen(s, host, sizeof(host), &port) == 0)
+		return 0;
+	snprintf(err, errlen, "%s = '%s': not PORT, IPV4:PORT or [IPV6]:PORT (numeric addresses)",
+		 key, s);
+	return -EINVAL;
+}
+
 struct fv_httpd *fv_httpd_new(const char *addr, fv_httpd_render_fn render, void *userdata,
 			      char *err, size_t errlen)
 {

@@ -319,6 +319,14 @@ static void test_parse_listen(void **state)
 	for (size_t i = 0; i < FV_ARRAY_SIZE(bad); i++)
 		if (fv_httpd_parse_listen(bad[i], host, sizeof(host), &port) != -EINVAL)
 			fail_msg("'%s' accepted", bad[i]);
+	/* The config check names the key and the value. */
+	char err[200] = "";
+
+	assert_int_equal(fv_httpd_check_listen("metrics.listen", "[::1]:9", err, sizeof(err)), 0);
+	assert_string_equal(err, "");
+	assert_int_equal(fv_httpd_check_listen("metrics.listen", "host:1", err, sizeof(err)),
+			 -EINVAL);
+	assert_non_null(strstr(err, "metrics.listen = 'host:1': not PORT, IPV4:PORT"));
 }
 
 int main(void)
