@@ -1263,6 +1263,33 @@ static bool update_signed(struct coord *co, uint64_t round, const char *agent,
 	return r == 0;
 }
 
+/* Verify (with keys: unauthenticated bytes never reach the protobuf
+ * unpacker), decode, and check the sender against the topic. 0 with *u
+ * filled (the caller clears it), or -1 when rejected (counted and logged,
+ * what prefixes the reason; nothing to clear). */
+static int open_update(struct coord *co, uint64_t round, const char *agent, const void *payload,
+		       size_t len, const char *what, struct fv_update *u)
+{
+	int r;
+
+	if (co->cfg->sign_agent_keys[0] && !update_signed(co, round, agent, payload, len))
+		return -1;
+	memset(u, 0, sizeof(*u));
+	r = fv_update_decode(payload, len, co->cfg->fleet, u);
+	if (r < 0) {
+		reject(co, fv_reject_from_errno(r), agent, round, "%s%s (%zu bytes)", what,
+		       fv_strerror(r), len);
+		return -1;
+	}
+	if (strcmp(u->h.sender, agent) != 0) {
+		reject(co, FV_REJ_OTHER, agent, round, "sender '%s' does not match the topic",
+		       u->h.sender);
+		fv_update_clear(u);
+		return -1;
+	}
+	return 0;
+}
+
 /* An update for a round that is no longer open. Only a selected agent that
  * had not answered that round (one of the last PART_HIST closed rounds)
  * sends a late update; anything else is stale and not even decoded. Late
@@ -1283,20 +1310,8 @@ static void handle_late(struct coord *co, uint64_t round, const char *agent,
 		       co->round, co->phase == COORD_COLLECT ? "" : ", not collecting");
 		return;
 	}
-	if (co->cfg->sign_agent_keys[0] && !update_signed(co, round, agent, payload, len))
+	if (open_update(co, round, agent, payload, len, "late, ", &u) < 0)
 		return;
-	memset(&u, 0, sizeof(u));
-	r = fv_update_decode(payload, len, co->cfg->fleet, &u);
-	if (r < 0) {
-		reject(co, fv_reject_from_errno(r), agent, round, "late, %s (%zu bytes)",
-		       fv_strerror(r), len);
-		return;
-	}
-	if (strcmp(u.h.sender, agent) != 0) {
-		reject(co, FV_REJ_OTHER, agent, round, "sender '%s' does not match the topic",
-		       u.h.sender);
-		goto drop;
-	}
 	r = fv_update_check(&u, h->kind, h->round, h->base, n_params,
 			    (uint32_t)co->cfg->channels);
 	if (r == 0 && h->kind == FV_ROUND_TRAIN && u.n_samples == 0)
@@ -1359,22 +1374,8 @@ static void handle_update(struct coord *co, uint64_t round, const char *agent,
 		handle_late(co, round, agent, payload, len, now);
 		return;
 	}
-	/* Verified before decoding: with keys, unauthenticated bytes never
-	 * reach the protobuf unpacker. */
-	if (co->cfg->sign_agent_keys[0] && !update_signed(co, round, agent, payload, len))
+	if (open_update(co, round, agent, payload, len, "", &u) < 0)
 		return;
-	memset(&u, 0, sizeof(u));
-	r = fv_update_decode(payload, len, co->cfg->fleet, &u);
-	if (r < 0) {
-		reject(co, fv_reject_from_errno(r), agent, round, "%s (%zu bytes)",
-		       fv_strerror(r), len);
-		return;
-	}
-	if (strcmp(u.h.sender, agent) != 0) {
-		reject(co, FV_REJ_OTHER, agent, round, "sender '%s' does not match the topic",
-		       u.h.sender);
-		goto drop;
-	}
 	slot = sel_find(co, agent);
 	if (slot < 0) {
 		reject(co, FV_REJ_UNSELECTED, agent, round, "not selected");
