@@ -120,6 +120,7 @@ int main(int argc, char **argv)
 	char err[512];
 	int opt, r;
 
+	opterr = 0; /* refused options are reported by fv_log_bad_option() */
 	while ((opt = getopt_long(argc, argv, "c:hV", opts, NULL)) != -1) {
 		const char *key = NULL;
 
@@ -136,8 +137,8 @@ int main(int argc, char **argv)
 			if (nsets >= FV_ARRAY_SIZE(sets) ||
 			    fv_strlcpy(setbuf[nsets], optarg, sizeof(setbuf[0])) < 0 ||
 			    !(eq = strchr(setbuf[nsets], '='))) {
-				fprintf(stderr, "fedvigil-agent: --set '%s': expected SECTION.KEY=VALUE\n",
-					optarg);
+				fv_log_usage("fedvigil-agent",
+					     "--set '%s': expected SECTION.KEY=VALUE", optarg);
 				return 2;
 			}
 			*eq = '\0';
@@ -153,11 +154,11 @@ int main(int argc, char **argv)
 			return 0;
 		case 'h': usage(stdout); return 0;
 		case 'V': printf("fedvigil-agent %s\n", FV_VERSION); return 0;
-		default: usage(stderr); return 2;
+		default: fv_log_bad_option("fedvigil-agent", argv); return 2;
 		}
 		if (key) {
 			if (nsets >= FV_ARRAY_SIZE(sets)) {
-				fprintf(stderr, "fedvigil-agent: too many overrides\n");
+				fv_log_usage("fedvigil-agent", "too many overrides");
 				return 2;
 			}
 			sets[nsets].key = key;
@@ -166,7 +167,7 @@ int main(int argc, char **argv)
 		}
 	}
 	if (optind < argc) {
-		fprintf(stderr, "fedvigil-agent: unexpected argument '%s' (see --help)\n", argv[optind]);
+		fv_log_usage("fedvigil-agent", "unexpected argument '%s'", argv[optind]);
 		return 2;
 	}
 	r = load_config(&cfg, err, sizeof(err));

@@ -128,6 +128,7 @@ static int parse_args(int argc, char **argv, struct args *a)
 	};
 	int c;
 
+	opterr = 0; /* refused options are reported by fv_log_bad_option() */
 	while ((c = getopt_long(argc, argv, "c:hV", opts, NULL)) != -1) {
 		const char *key = NULL;
 
@@ -161,7 +162,7 @@ static int parse_args(int argc, char **argv, struct args *a)
 		case OPT_ROUNDS: key = "round.rounds"; break;
 		case OPT_SET: key = NULL; break;
 		default:
-			fprintf(stderr, "Try '" PROG " --help'.\n");
+			fv_log_bad_option(PROG, argv);
 			return COORD_EXIT_CONFIG;
 		}
 		a->ovr[a->n_ovr].key = key;
@@ -169,8 +170,7 @@ static int parse_args(int argc, char **argv, struct args *a)
 		a->n_ovr++;
 	}
 	if (optind < argc) {
-		fprintf(stderr, PROG ": unexpected argument '%s'\nTry '" PROG " --help'.\n",
-			argv[optind]);
+		fv_log_usage(PROG, "unexpected argument '%s'", argv[optind]);
 		return COORD_EXIT_CONFIG;
 	}
 	return -1;

@@ -49,6 +49,11 @@ void fv_log(enum fv_log_level level, const char *fmt, ...)
  * prints itself before logging is set up (a bad configuration), so that
  * the journal still files them as errors. */
 const char *fv_log_err_prefix(void);
+/* A daemon's command-line usage error on stderr, both lines at journald's
+ * err priority under systemd: "PROG: MESSAGE" and "Try 'PROG --help'.". */
+void fv_log_usage(const char *prog, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* The same for the option getopt_long() just refused (opterr = 0, '?'). */
+void fv_log_bad_option(const char *prog, char *const argv[]);
 
 /* Rate-limited logging state: at most `burst` lines per `interval_ms`;
  * suppressed lines are counted and reported with the next printed one. */

@@ -1,6 +1,9 @@
 /* fedvigil logging: leveled lines on stderr, journald-aware. */
 #include "fedvigil/util.h"
 
+#include <stdarg.h>
+#include <ctype.h>
+#include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -100,6 +103,28 @@ const char *fv_log_err_prefix(void)
 	if (log_journal < 0)
 		log_journal = stderr_is_journal();
 	return log_journal ? "<3>" : "";
+}
+
+void fv_log_usage(const char *prog, const char *fmt, ...)
+{
+	const char *pre = fv_log_err_prefix();
+	char msg[512];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	fprintf(stderr, "%s%s: %s\n%sTry '%s --help'.\n", pre, prog, msg, pre, prog);
+}
+
+void fv_log_bad_option(const char *prog, char *const argv[])
+{
+	/* getopt sets optopt to a refused short option's letter, or to a long
+	 * option's value when its argument is missing (then argv says which). */
+	if (optopt > 0 && optopt < 128 && isgraph(optopt))
+		fv_log_usage(prog, "option '-%c' is unknown or needs a value", optopt);
+	else
+		fv_log_usage(prog, "option '%s' is unknown or needs a value", argv[optind - 1]);
 }
 
 bool fv_ratelimit_ok(struct fv_ratelimit *rl, uint64_t *ret_suppressed)

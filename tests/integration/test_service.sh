@@ -81,6 +81,21 @@ for p in agent coordinator; do
 		fv_fail "fedvigil-$p: config error not at priority 3: $(cat "$FV_TMP/$p-js.log")"
 	out=$("$FV_BIN/fedvigil-$p" -c "$bad" --check-config 2>&1) && fv_fail "fedvigil-$p: a bad config passed"
 	grep -q "^fedvigil-$p: " <<<"$out" || fv_fail "fedvigil-$p: config error prefixed outside the journal: $out"
+	# A bad command line (an unknown flag, a flag without its value, a
+	# stray argument): exit 2, every line at priority 3 in the journal.
+	for args in "--no-such-flag" "--broker" "stray"; do
+		: >"$FV_TMP/$p-js.log"
+		rc=0
+		JOURNAL_STREAM=$(stat -c '%d:%i' "$FV_TMP/$p-js.log") "$FV_BIN/fedvigil-$p" $args \
+			2>>"$FV_TMP/$p-js.log" || rc=$?
+		[ $rc -eq 2 ] || fv_fail "fedvigil-$p $args: exited $rc"
+		grep -q "^<3>fedvigil-$p: .*${args#--}" "$FV_TMP/$p-js.log" &&
+			! grep -qv '^<3>' "$FV_TMP/$p-js.log" ||
+			fv_fail "fedvigil-$p $args: usage error not at priority 3: $(cat "$FV_TMP/$p-js.log")"
+	done
+	out=$("$FV_BIN/fedvigil-$p" --no-such-flag 2>&1) && fv_fail "fedvigil-$p: a bad flag passed"
+	grep -q "^fedvigil-$p: option '--no-such-flag'" <<<"$out" ||
+		fv_fail "fedvigil-$p: usage error outside the journal: $out"
 done
 fv_broker_start "$FV_BROKER_PORT"
 fv_wait_for "coordinator READY=1" 15 grep -q 'READY=1' "$FV_TMP/coord.notify" || fv_fail "coordinator never READY"
