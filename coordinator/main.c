@@ -11,10 +11,10 @@
  * signal. */
 #include <errno.h>
 #include <getopt.h>
+#include <inttypes.h>
 #if defined(__GLIBC__)
 #include <malloc.h>
 #endif
-#include <inttypes.h>
 #include <poll.h>
 #include <signal.h>
 #include <stdio.h>

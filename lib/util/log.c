@@ -1,9 +1,9 @@
 /* fedvigil logging: leveled lines on stderr, journald-aware. */
 #include "fedvigil/util.h"
 
-#include <stdarg.h>
 #include <ctype.h>
 #include <getopt.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
