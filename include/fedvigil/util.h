@@ -52,6 +52,9 @@ const char *fv_log_err_prefix(void);
 /* A daemon's command-line usage error on stderr, both lines at journald's
  * err priority under systemd: "PROG: MESSAGE" and "Try 'PROG --help'.". */
 void fv_log_usage(const char *prog, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* The same with a va_list (fv_cli_usage_error() of the tools). */
+void fv_log_usagev(const char *prog, const char *fmt, va_list ap)
+	__attribute__((format(printf, 2, 0)));
 /* The same for the option getopt_long() just refused (opterr = 0, '?'). */
 void fv_log_bad_option(const char *prog, char *const argv[]);
 

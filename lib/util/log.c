@@ -105,16 +105,22 @@ const char *fv_log_err_prefix(void)
 	return log_journal ? "<3>" : "";
 }
 
-void fv_log_usage(const char *prog, const char *fmt, ...)
+void fv_log_usagev(const char *prog, const char *fmt, va_list ap)
 {
 	const char *pre = fv_log_err_prefix();
-	char msg[512];
+
+	fprintf(stderr, "%s%s: ", pre, prog);
+	vfprintf(stderr, fmt, ap);
+	fprintf(stderr, "\n%sTry '%s --help'.\n", pre, prog);
+}
+
+void fv_log_usage(const char *prog, const char *fmt, ...)
+{
 	va_list ap;
 
 	va_start(ap, fmt);
-	vsnprintf(msg, sizeof(msg), fmt, ap);
+	fv_log_usagev(prog, fmt, ap);
 	va_end(ap);
-	fprintf(stderr, "%s%s: %s\n%sTry '%s --help'.\n", pre, prog, msg, pre, prog);
 }
 
 void fv_log_bad_option(const char *prog, char *const argv[])

@@ -15,8 +15,9 @@
 
 /* The program name used in messages; call first. */
 void fv_cli_init(const char *prog);
-/* Print "PROG: <message>\nTry 'PROG --help'." to stderr; returns 2 (the
- * usage exit code). */
+/* Print "PROG: <message>\nTry 'PROG --help'." to stderr (fv_log_usage():
+ * at journald's err priority under systemd); returns 2 (the usage exit
+ * code). */
 int fv_cli_usage_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 /* Parse flag's integer value s in [min, max]; prints the usage error and
  * returns -EINVAL (not a number) or -ERANGE; *ret untouched on failure. */
